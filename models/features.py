@@ -1,0 +1,187 @@
+"""Pure window and failure-date functions shared by training and scoring.
+
+Model input contract (DESIGN.md): one row per (battery, reading date) with the battery's
+recent daily cycle use, oldest first, ending on that date, plus the static fields a
+model needs. Days with no reading inside the window count as parked days (0 cycles).
+Every forecaster returns an (n, horizon) array of daily cycles for the days after.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+HISTORY_COLUMN = "daily_cycles"
+STATIC_COLUMNS: tuple[str, ...] = (
+    "lifetime_cycles_used",
+    "battery_rated_cycles",
+    "battery_age_days",
+)
+MODEL_INPUT_COLUMNS: tuple[str, ...] = (HISTORY_COLUMN, *STATIC_COLUMNS)
+
+
+class FeatureError(ValueError):
+    """Readings cannot be turned into model input."""
+
+
+def _require(frame: pd.DataFrame, columns: tuple[str, ...] | list[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise FeatureError(f"{what} needs column(s) {', '.join(missing)}.")
+
+
+def daily_series(readings: pd.DataFrame) -> pd.DataFrame:
+    """Readings -> one row per battery per calendar day between its first and last reading.
+
+    Days without a reading get 0 daily cycles (the car was parked) and `observed=False`.
+    A repeated (battery_id, date) keeps its first row. Rows come sorted by battery and date.
+    """
+    _require(readings, ("battery_id", "date", "daily_cycles_used"), "daily_series")
+    frame = readings.assign(date=pd.to_datetime(readings["date"]))
+    frame = frame.drop_duplicates(["battery_id", "date"], keep="first")
+    if frame.empty:
+        return frame.assign(observed=pd.Series(dtype=bool)).iloc[0:0]
+    # One calendar grid for all batteries at once: a Python loop per battery cost ~20 us
+    # per reading, which the streaming job would pay every micro-batch.
+    frame = frame.sort_values(["battery_id", "date"], kind="stable")
+    ids, codes = np.unique(frame["battery_id"].to_numpy(), return_inverse=True)
+    dates = frame["date"].to_numpy()
+    day = (dates - dates.min()) // np.timedelta64(1, "D")
+    first = np.full(len(ids), day.max())
+    np.minimum.at(first, codes, day)
+    lengths = np.zeros(len(ids), dtype=np.int64)
+    np.maximum.at(lengths, codes, day - first[codes] + 1)
+    block = np.cumsum(lengths) - lengths
+    slots = block[codes] + day - first[codes]
+    dense = frame.set_axis(slots).reindex(np.arange(lengths.sum()))
+    offsets = np.arange(len(dense)) - np.repeat(block, lengths)
+    dense["battery_id"] = np.repeat(ids, lengths)
+    dense["date"] = dates.min() + (np.repeat(first, lengths) + offsets) * np.timedelta64(1, "D")
+    observed = np.zeros(len(dense), dtype=bool)
+    observed[slots] = True
+    dense["observed"] = observed
+    dense["daily_cycles_used"] = dense["daily_cycles_used"].fillna(0.0)
+    order = ["date", *[c for c in frame.columns if c != "date"], "observed"]
+    return dense[order].reset_index(drop=True)
+
+
+def _battery_starts(dense: pd.DataFrame) -> np.ndarray:
+    """For each row of a daily series, the row index where its battery's series begins."""
+    ids = dense["battery_id"].to_numpy()
+    first = np.ones(len(ids), dtype=bool)
+    first[1:] = ids[1:] != ids[:-1]
+    return np.maximum.accumulate(np.where(first, np.arange(len(ids)), 0))
+
+
+def _windows_at(dense: pd.DataFrame, positions: np.ndarray, window_days: int) -> pd.DataFrame:
+    """Model input rows for the daily-series rows at `positions` (windows are views)."""
+    cycles = dense["daily_cycles_used"].to_numpy(dtype=np.float64)
+    begins = np.maximum(_battery_starts(dense)[positions], positions - window_days + 1)
+    return pd.DataFrame(
+        {
+            "battery_id": dense["battery_id"].to_numpy()[positions],
+            "date": dense["date"].to_numpy()[positions],
+            HISTORY_COLUMN: [cycles[b : p + 1] for b, p in zip(begins, positions, strict=False)],
+            **{c: dense[c].to_numpy(dtype=np.float64)[positions] for c in STATIC_COLUMNS},
+        }
+    )
+
+
+def build_history_windows(
+    readings: pd.DataFrame,
+    window_days: int,
+    targets: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Model input rows: for each target reading, the window of daily cycles ending on its date.
+
+    `readings` holds the history (and the targets themselves); `targets` (default: every
+    reading) selects the (battery_id, date) rows to build windows for. Windows are
+    shorter than `window_days` for batteries with less history. The output keeps
+    battery_id, date and the static columns beside the window.
+    """
+    if window_days < 1:
+        raise FeatureError(f"window_days must be at least 1, got {window_days}.")
+    _require(readings, ("battery_id", "date", "daily_cycles_used", *STATIC_COLUMNS), "windows")
+    dense = daily_series(readings)
+    if targets is None:
+        positions = np.flatnonzero(dense["observed"].to_numpy())
+    else:
+        _require(targets, ("battery_id", "date"), "window targets")
+        wanted = pd.MultiIndex.from_arrays(
+            [targets["battery_id"].to_numpy(), pd.to_datetime(targets["date"]).to_numpy()]
+        )
+        index = pd.MultiIndex.from_arrays(
+            [dense["battery_id"].to_numpy(), dense["date"].to_numpy()]
+        )
+        positions = index.get_indexer(wanted) if len(dense) else np.full(len(wanted), -1)
+        positions = np.sort(positions[positions >= 0], kind="stable")
+    if len(positions) == 0:
+        return pd.DataFrame(columns=["battery_id", "date", *MODEL_INPUT_COLUMNS])
+    return _windows_at(dense, positions, window_days)
+
+
+def build_training_windows(
+    readings: pd.DataFrame,
+    window_days: int,
+    horizon_days: int,
+    stride: int = 1,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Model input rows with their true next `horizon_days` of daily cycles, for training.
+
+    Only observed dates followed by a full horizon of days inside the same battery's life
+    (its first to last reading) are used; `stride` keeps every stride-th day per battery.
+    """
+    if horizon_days < 1 or stride < 1:
+        raise FeatureError("horizon_days and stride must be at least 1.")
+    if window_days < 1:
+        raise FeatureError(f"window_days must be at least 1, got {window_days}.")
+    _require(readings, ("battery_id", "date", "daily_cycles_used", *STATIC_COLUMNS), "windows")
+    dense = daily_series(readings)
+    starts = _battery_starts(dense)
+    rows = np.arange(len(dense))
+    day = rows - starts
+    ends = np.r_[starts[1:] != starts[:-1], True] if len(dense) else np.zeros(0, dtype=bool)
+    # Index of the battery's last row, carried back from its final row.
+    last = np.minimum.accumulate(np.where(ends, rows, len(dense))[::-1])[::-1]
+    eligible = dense["observed"].to_numpy() & (rows + horizon_days <= last) & (day % stride == 0)
+    positions = np.flatnonzero(eligible)
+    if len(positions) == 0:
+        raise FeatureError(
+            f"No battery has {horizon_days + 1} days of history; nothing to train on."
+        )
+    cycles = dense["daily_cycles_used"].to_numpy(dtype=np.float64)
+    futures = np.lib.stride_tricks.sliding_window_view(cycles, horizon_days)[positions + 1]
+    return _windows_at(dense, positions, window_days), futures.copy()
+
+
+def forecast_failure_days(
+    lifetime_cycles_used: np.ndarray,
+    battery_rated_cycles: np.ndarray,
+    forecast: np.ndarray,
+) -> np.ndarray:
+    """Days from the reading until lifetime + cumulative forecast reaches the rated cycles.
+
+    0 when the battery is already at or past its rating; NaN when the horizon ends first.
+    """
+    forecast = np.asarray(forecast, dtype=np.float64)
+    if forecast.ndim != 2:
+        raise FeatureError(f"forecast must be a 2-D (rows, horizon) array, got {forecast.ndim}-D.")
+    lifetime = np.asarray(lifetime_cycles_used, dtype=np.float64)
+    rated = np.asarray(battery_rated_cycles, dtype=np.float64)
+    reached = (lifetime[:, None] + np.cumsum(forecast, axis=1)) >= rated[:, None]
+    first = np.argmax(reached, axis=1).astype(np.float64) + 1.0
+    days = np.where(reached.any(axis=1), first, np.nan)
+    return np.where(lifetime >= rated, 0.0, days)
+
+
+def forecast_failure_date(
+    dates: pd.Series,
+    lifetime_cycles_used: np.ndarray,
+    battery_rated_cycles: np.ndarray,
+    forecast: np.ndarray,
+) -> pd.DataFrame:
+    """`days_to_failure` and `predicted_failure_date` (NaT beyond the horizon) for each reading."""
+    days = forecast_failure_days(lifetime_cycles_used, battery_rated_cycles, forecast)
+    base = pd.to_datetime(pd.Series(dates).reset_index(drop=True))
+    failure = base + pd.to_timedelta(pd.Series(days), unit="D")
+    return pd.DataFrame({"days_to_failure": days, "predicted_failure_date": failure})

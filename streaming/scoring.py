@@ -1,0 +1,163 @@
+"""Score model-input windows with a registered forecaster, loaded once per Python worker.
+
+The driver resolves the alias to a concrete version every micro-batch (cheap: one
+registry call) and ships only `models:/name/version` to the workers. Each worker keeps
+the loaded model in a small cache keyed by that URI, so a model is loaded once per worker
+per version -- not per task, as MLflow's `spark_udf` does in local mode -- and an alias
+move is picked up by the next micro-batch without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark import Accumulator
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+from models.features import MODEL_INPUT_COLUMNS, forecast_failure_days
+from streaming.tables import FORECAST_SCHEMA
+
+log = logging.getLogger(__name__)
+
+SCORED_SCHEMA = T.StructType([f for f in FORECAST_SCHEMA.fields if f.name != "scored_at"])
+
+
+class ModelUnavailableError(RuntimeError):
+    """The configured model cannot be resolved from the registry."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One concrete registered model version and the role it plays in the job."""
+
+    name: str
+    version: str
+    role: str = "champion"
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class RegistryTarget:
+    """Where workers load models from (the driver's tracking and registry URIs)."""
+
+    tracking_uri: str
+    registry_uri: str | None
+
+
+def resolve_model(client: Any, name: str, alias: str, role: str = "champion") -> ModelRef:
+    """The version `alias` points at, or ModelUnavailableError in one sentence."""
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except Exception as exc:  # MLflow raises its own types; the message is what matters
+        raise ModelUnavailableError(
+            f"No version of model '{name}' has alias '{alias}' in the registry "
+            f"({type(exc).__name__}); train one with `pitstop train rnn` or fix forecast.model."
+        ) from None
+    return ModelRef(name=name, version=str(version.version), role=role)
+
+
+class ModelTracker:
+    """Follows an alias across micro-batches; keeps the last good version when the registry fails."""
+
+    def __init__(self, client: Any, name: str, alias: str, role: str = "champion") -> None:
+        self._client, self._name, self._alias, self._role = client, name, alias, role
+        self.current = resolve_model(client, name, alias, role)
+        log.info("Scoring with %s (alias %s)", self.current.uri, alias)
+
+    def refresh(self) -> ModelRef:
+        """The version to use for the next micro-batch (logs a switch or a registry outage)."""
+        try:
+            latest = resolve_model(self._client, self._name, self._alias, self._role)
+        except ModelUnavailableError as exc:
+            log.warning("Registry unavailable, keeping %s: %s", self.current.uri, exc)
+            return self.current
+        if latest != self.current:
+            log.info(
+                "Alias %s of %s moved: %s -> %s; next micro-batch uses the new version",
+                self._alias,
+                self._name,
+                self.current.version,
+                latest.version,
+            )
+            self.current = latest
+        return self.current
+
+
+# Per-Python-worker cache: URI -> loaded forecaster. Workers can be replaced at any time,
+# so a miss is normal and simply loads again.
+_LOADED: dict[str, Any] = {}
+
+
+def _forecaster(ref: ModelRef, target: RegistryTarget, loads: Accumulator | None) -> Any:
+    model = _LOADED.get(ref.uri)
+    if model is not None:
+        return model
+    import mlflow
+    from models.pyfunc import load_forecaster
+
+    mlflow.set_tracking_uri(target.tracking_uri)
+    if target.registry_uri:
+        mlflow.set_registry_uri(target.registry_uri)
+    model = load_forecaster(ref.uri)
+    for uri in [u for u in _LOADED if u.startswith(f"models:/{ref.name}/")]:
+        del _LOADED[uri]  # an older version of the same model: the alias has moved on
+    _LOADED[ref.uri] = model
+    if loads is not None:
+        loads.add(1)
+    log.info("Loaded %s in worker", ref.uri)
+    return model
+
+
+def score_windows(
+    windows: DataFrame,
+    ref: ModelRef,
+    target: RegistryTarget,
+    loads: Accumulator | None = None,
+) -> DataFrame:
+    """Forecast each window with `ref`; add days to failure and the predicted failure date."""
+    columns = list(MODEL_INPUT_COLUMNS)
+
+    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        model = None
+        for batch in batches:
+            if batch.empty:
+                continue
+            batch = batch.reset_index(drop=True)
+            model = model or _forecaster(ref, target, loads)
+            forecast = np.asarray(model.predict(batch[columns]), dtype=np.float64)
+            days = forecast_failure_days(
+                batch["lifetime_cycles_used"].to_numpy(),
+                batch["battery_rated_cycles"].to_numpy(),
+                forecast,
+            )
+            dates = pd.to_datetime(batch["date"])
+            failure = dates + pd.to_timedelta(np.nan_to_num(days, nan=0.0), unit="D")
+            known = ~np.isnan(days)
+            yield pd.DataFrame(
+                {
+                    "battery_id": batch["battery_id"],
+                    "car_id": batch["car_id"],
+                    "date": batch["date"],
+                    "lifetime_cycles_used": batch["lifetime_cycles_used"],
+                    "battery_rated_cycles": batch["battery_rated_cycles"],
+                    "forecast": list(forecast),
+                    "days_to_failure": pd.Series(
+                        np.where(known, days, 0).astype("int64"), dtype="Int32"
+                    ).where(known),
+                    "predicted_failure_date": pd.Series(failure.dt.date).where(known, None),
+                    "model_name": ref.name,
+                    "model_version": ref.version,
+                    "model_role": ref.role,
+                }
+            )
+
+    return windows.mapInPandas(score, SCORED_SCHEMA)

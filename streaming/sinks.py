@@ -1,0 +1,91 @@
+"""Idempotent Delta writes: every micro-batch may be replayed after a crash.
+
+Appends carry Delta's `txnAppId`/`txnVersion` (a replayed batch id is skipped); MERGEs are
+idempotent by construction (deterministic keys, sources deduplicated per key first).
+"""
+
+from __future__ import annotations
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+
+def append_once(frame: DataFrame, path: str, app_id: str, batch_id: int) -> None:
+    """Append `frame` unless this (app_id, batch_id) was already committed to `path`."""
+    (
+        frame.write.format("delta")
+        .mode("append")
+        .option("txnAppId", app_id)
+        .option("txnVersion", batch_id)
+        .save(path)
+    )
+
+
+def merge_new_readings(spark: SparkSession, readings: DataFrame, path: str) -> None:
+    """Insert readings whose (battery_id, date) is not in the table yet."""
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(readings.alias("s"), "t.battery_id = s.battery_id AND t.date = s.date")
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def upsert_forecasts(spark: SparkSession, forecasts: DataFrame, path: str) -> None:
+    """One forecast row per (battery_id, date, model_name); a rescore replaces it."""
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(
+            forecasts.alias("s"),
+            "t.battery_id = s.battery_id AND t.date = s.date AND t.model_name = s.model_name",
+        )
+        .whenMatchedUpdateAll()
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+_ALERT_UPDATES = (
+    "predicted_failure_date",
+    "days_to_failure",
+    "last_reading_date",
+    "lifetime_cycles_used",
+    "battery_rated_cycles",
+    "model_name",
+    "model_version",
+    "message",
+)
+
+
+def merge_alerts(spark: SparkSession, alerts: DataFrame, path: str) -> None:
+    """Open one alert per battery, or refresh the forecast of its open alert (never a duplicate)."""
+    now = F.current_timestamp()
+    source = alerts.withColumn(
+        "message",
+        F.format_string(
+            "Your car's battery is predicted to reach the end of its life around %s. "
+            "Please book a service appointment before then.",
+            F.date_format("predicted_failure_date", "d MMMM yyyy"),
+        ),
+    )
+    insert = {c: F.col(f"s.{c}") for c in source.columns}
+    insert.update(
+        status=F.lit("open"),
+        created_at=now,
+        updated_at=now,
+        closed_at=F.lit(None).cast("timestamp"),
+        close_reason=F.lit(None).cast("string"),
+    )
+    update = {c: F.col(f"s.{c}") for c in _ALERT_UPDATES}
+    update["updated_at"] = now
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(source.alias("s"), "t.battery_id = s.battery_id AND t.status = 'open'")
+        .whenMatchedUpdate(set=update)
+        .whenNotMatchedInsert(values=insert)
+        .execute()
+    )

@@ -1,0 +1,125 @@
+"""Schemas of Pitstop's Delta tables, and creating them before the first micro-batch.
+
+Creating every table up front means MERGE always has a target and users can query an
+empty table instead of a missing path.
+"""
+
+from __future__ import annotations
+
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+from pitstop.config import PitstopConfig
+from pitstop.contract import TELEMETRY_FIELDS
+
+TELEMETRY = "telemetry"
+QUARANTINE = "quarantine"
+FORECASTS = "battery_forecasts"
+ALERTS = "battery_alerts"
+COMPLIANCE_ALERTS = "compliance_alerts"
+
+_SPARK_TYPES = {
+    "string": T.StringType(),
+    "int": T.LongType(),
+    "float": T.DoubleType(),
+    "date": T.DateType(),
+    "timestamp": T.TimestampType(),
+}
+
+SOURCE_FIELDS = [
+    T.StructField("topic", T.StringType()),
+    T.StructField("partition", T.IntegerType()),
+    T.StructField("offset", T.LongType()),
+    T.StructField("kafka_timestamp", T.TimestampType()),
+    T.StructField("ingested_at", T.TimestampType()),
+]
+
+READING_SCHEMA = T.StructType(
+    [T.StructField(f.name, _SPARK_TYPES[f.type], nullable=not f.required) for f in TELEMETRY_FIELDS]
+    + [T.StructField("extra", T.StringType())]  # unknown fields, kept as JSON
+)
+
+TELEMETRY_SCHEMA = T.StructType(READING_SCHEMA.fields + SOURCE_FIELDS)
+
+QUARANTINE_SCHEMA = T.StructType(
+    [
+        T.StructField("source", T.StringType()),
+        T.StructField("key", T.StringType()),
+        T.StructField("payload", T.BinaryType()),
+        T.StructField("payload_text", T.StringType()),
+        T.StructField("reason", T.StringType()),
+    ]
+    + SOURCE_FIELDS
+)
+
+FORECAST_SCHEMA = T.StructType(
+    [
+        T.StructField("battery_id", T.StringType(), False),
+        T.StructField("car_id", T.StringType()),
+        T.StructField("date", T.DateType(), False),
+        T.StructField("lifetime_cycles_used", T.DoubleType()),
+        T.StructField("battery_rated_cycles", T.DoubleType()),
+        T.StructField("forecast", T.ArrayType(T.DoubleType())),
+        T.StructField("days_to_failure", T.IntegerType()),
+        T.StructField("predicted_failure_date", T.DateType()),
+        T.StructField("model_name", T.StringType(), False),
+        T.StructField("model_version", T.StringType()),
+        T.StructField("model_role", T.StringType()),
+        T.StructField("scored_at", T.TimestampType()),
+    ]
+)
+
+ALERT_SCHEMA = T.StructType(
+    [
+        T.StructField("alert_id", T.StringType(), False),
+        T.StructField("battery_id", T.StringType(), False),
+        T.StructField("car_id", T.StringType()),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("alert_date", T.DateType(), False),
+        T.StructField("predicted_failure_date", T.DateType()),
+        T.StructField("days_to_failure", T.IntegerType()),
+        T.StructField("last_reading_date", T.DateType()),
+        T.StructField("lifetime_cycles_used", T.DoubleType()),
+        T.StructField("battery_rated_cycles", T.DoubleType()),
+        T.StructField("model_name", T.StringType()),
+        T.StructField("model_version", T.StringType()),
+        T.StructField("message", T.StringType()),
+        T.StructField("created_at", T.TimestampType()),
+        T.StructField("updated_at", T.TimestampType()),
+        T.StructField("closed_at", T.TimestampType()),
+        T.StructField("close_reason", T.StringType()),
+    ]
+)
+
+COMPLIANCE_ALERT_SCHEMA = T.StructType(
+    [
+        T.StructField("car_id", T.StringType(), False),
+        T.StructField("note_id", T.StringType(), False),
+        T.StructField("component", T.StringType()),
+        T.StructField("text", T.StringType()),
+        T.StructField("probability", T.DoubleType()),
+        T.StructField("written_at", T.TimestampType()),
+        T.StructField("model_name", T.StringType()),
+        T.StructField("model_version", T.StringType()),
+        T.StructField("created_at", T.TimestampType()),
+    ]
+)
+
+SCHEMAS: dict[str, T.StructType] = {
+    TELEMETRY: TELEMETRY_SCHEMA,
+    QUARANTINE: QUARANTINE_SCHEMA,
+    FORECASTS: FORECAST_SCHEMA,
+    ALERTS: ALERT_SCHEMA,
+    COMPLIANCE_ALERTS: COMPLIANCE_ALERT_SCHEMA,
+}
+
+
+def ensure_tables(spark: SparkSession, cfg: PitstopConfig) -> dict[str, str]:
+    """Create any missing Pitstop table at its configured location; return name -> path."""
+    paths = {}
+    for name, schema in SCHEMAS.items():
+        path = cfg.storage.table(name)
+        DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).execute()
+        paths[name] = path
+    return paths

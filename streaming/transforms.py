@@ -1,0 +1,204 @@
+"""Pure Spark transformations of the battery stream: DataFrames in, DataFrames out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pandas as pd
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from models.features import HISTORY_COLUMN, STATIC_COLUMNS, build_history_windows
+from pitstop.contract import TELEMETRY_FIELDS
+from pitstop.validation import check_telemetry
+from streaming.tables import READING_SCHEMA
+
+KAFKA_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp")
+
+PARSED_SCHEMA = T.StructType(
+    [T.StructField(f.name, f.dataType, True) for f in READING_SCHEMA.fields]
+    + [
+        T.StructField("key", T.StringType()),
+        T.StructField("payload", T.BinaryType()),
+        T.StructField("reason", T.StringType()),
+        T.StructField("topic", T.StringType()),
+        T.StructField("partition", T.IntegerType()),
+        T.StructField("offset", T.LongType()),
+        T.StructField("kafka_timestamp", T.TimestampType()),
+    ]
+)
+
+_FIELD_NAMES = [f.name for f in TELEMETRY_FIELDS]
+
+WINDOW_SCHEMA = T.StructType(
+    [
+        T.StructField("battery_id", T.StringType()),
+        T.StructField("car_id", T.StringType()),
+        T.StructField("date", T.DateType()),
+        T.StructField(HISTORY_COLUMN, T.ArrayType(T.DoubleType())),
+        *[T.StructField(c, T.DoubleType()) for c in STATIC_COLUMNS],
+    ]
+)
+
+
+def _parse_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    for batch in batches:
+        columns: dict[str, list] = {name: [] for name in PARSED_SCHEMA.fieldNames()}
+        for value, key in zip(batch["value"], batch["key"], strict=False):
+            checked = check_telemetry(value)
+            fields = checked.fields or {}
+            for name in _FIELD_NAMES:
+                columns[name].append(fields.get(name))
+            columns["extra"].append(json.dumps(checked.extra) if checked.extra else None)
+            columns["reason"].append(checked.reason)
+            columns["key"].append(_decode_key(key))
+            columns["payload"].append(value)
+        for name in ("topic", "partition", "offset"):
+            columns[name] = batch[name].tolist()
+        columns["kafka_timestamp"] = batch["timestamp"].tolist()
+        yield pd.DataFrame(columns, columns=PARSED_SCHEMA.fieldNames())
+
+
+def _decode_key(key: bytes | None) -> str | None:
+    if key is None:
+        return None
+    return bytes(key).decode("utf-8", errors="replace")
+
+
+def parse_telemetry(kafka_rows: DataFrame) -> DataFrame:
+    """Kafka rows -> one row per message: typed contract fields, or a quarantine `reason`."""
+    missing = [c for c in KAFKA_COLUMNS if c not in kafka_rows.columns]
+    if missing:
+        raise ValueError(f"parse_telemetry needs the Kafka columns {', '.join(missing)}.")
+    return kafka_rows.select(*KAFKA_COLUMNS).mapInPandas(_parse_batches, PARSED_SCHEMA)
+
+
+def valid_readings(parsed: DataFrame) -> DataFrame:
+    """Rows that honour the contract, in the telemetry table's columns (less ingest time)."""
+    return parsed.where(F.col("reason").isNull()).drop("reason", "key", "payload")
+
+
+def quarantine_rows(parsed: DataFrame) -> DataFrame:
+    """Rows that break the contract, with raw payload and reason (quarantine's columns)."""
+    return parsed.where(F.col("reason").isNotNull()).select(
+        F.col("topic").alias("source"),
+        "key",
+        "payload",
+        F.col("payload").cast("string").alias("payload_text"),
+        "reason",
+        "topic",
+        "partition",
+        "offset",
+        "kafka_timestamp",
+    )
+
+
+def split_duplicates(readings: DataFrame, telemetry: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(new readings, duplicates): a repeated (battery_id, date) is a duplicate, not new data.
+
+    Within the batch the lowest offset wins. A reading already in `telemetry` is new only if
+    it is the very same source record (same topic, partition, offset): that happens when a
+    micro-batch is replayed after a crash, and the replay must still be scored.
+    """
+    first = Window.partitionBy("battery_id", "date").orderBy("topic", "partition", "offset")
+    ranked = readings.withColumn("_rank", F.row_number().over(first))
+    in_batch_dupes = ranked.where("_rank > 1").drop("_rank")
+    candidates = ranked.where("_rank = 1").drop("_rank")
+    known = telemetry.select(
+        "battery_id",
+        "date",
+        F.col("topic").alias("_t"),
+        F.col("partition").alias("_p"),
+        F.col("offset").alias("_o"),
+    )
+    joined = candidates.join(known, ["battery_id", "date"], "left")
+    same_record = (
+        (F.col("_t") == F.col("topic"))
+        & (F.col("_p") == F.col("partition"))
+        & (F.col("_o") == F.col("offset"))
+    )
+    is_new = F.col("_t").isNull() | same_record
+    new = joined.where(is_new).drop("_t", "_p", "_o")
+    seen = joined.where(~is_new).drop("_t", "_p", "_o")
+    return new, seen.unionByName(in_batch_dupes)
+
+
+def duplicate_quarantine_rows(duplicates: DataFrame) -> DataFrame:
+    """Duplicates in quarantine's columns, so every message is accounted for."""
+    return duplicates.select(
+        F.col("topic").alias("source"),
+        F.col("battery_id").alias("key"),
+        F.lit(None).cast("binary").alias("payload"),
+        F.to_json(F.struct(*READING_SCHEMA.fieldNames())).alias("payload_text"),
+        F.lit("duplicate (battery_id, date)").alias("reason"),
+        "topic",
+        "partition",
+        "offset",
+        "kafka_timestamp",
+    )
+
+
+def history_for(readings: DataFrame, telemetry: DataFrame, window_days: int) -> DataFrame:
+    """The telemetry rows a window of `window_days` needs for each battery in `readings`."""
+    spans = readings.groupBy("battery_id").agg(
+        F.date_sub(F.min("date"), window_days - 1).alias("_from"),
+        F.max("date").alias("_to"),
+    )
+    return (
+        telemetry.join(F.broadcast(spans), "battery_id")
+        .where((F.col("date") >= F.col("_from")) & (F.col("date") <= F.col("_to")))
+        .select("battery_id", "car_id", "date", "daily_cycles_used", *STATIC_COLUMNS)
+    )
+
+
+def build_windows(history: DataFrame, targets: DataFrame, window_days: int) -> DataFrame:
+    """Model input rows (WINDOW_SCHEMA) for each target reading, from its battery's history."""
+    marked = history.join(
+        targets.select("battery_id", "date").withColumn("_target", F.lit(True)),
+        ["battery_id", "date"],
+        "left",
+    ).withColumn("_target", F.coalesce("_target", F.lit(False)))
+
+    def windows_of(group: pd.DataFrame) -> pd.DataFrame:
+        wanted = group.loc[group["_target"], ["battery_id", "date"]]
+        frame = build_history_windows(group, window_days, wanted)
+        car_by_date = dict(zip(pd.to_datetime(group["date"]), group["car_id"], strict=False))
+        frame["car_id"] = frame["date"].map(car_by_date)
+        frame["date"] = frame["date"].dt.date
+        return frame[WINDOW_SCHEMA.fieldNames()]
+
+    return marked.groupBy("battery_id").applyInPandas(windows_of, WINDOW_SCHEMA)
+
+
+def alerts_from_forecasts(forecasts: DataFrame, within_days: int) -> DataFrame:
+    """One row per battery whose forecast says it fails within `within_days`.
+
+    `alert_date` is the earliest triggering reading of the batch; the forecast fields come
+    from the battery's latest triggering reading.
+    """
+    triggering = forecasts.where(
+        F.col("days_to_failure").isNotNull() & (F.col("days_to_failure") <= within_days)
+    )
+    latest = Window.partitionBy("battery_id").orderBy(F.col("date").desc())
+    return (
+        triggering.withColumn("alert_date", F.min("date").over(Window.partitionBy("battery_id")))
+        .withColumn("_rank", F.row_number().over(latest))
+        .where("_rank = 1")
+        .select(
+            F.sha2(F.concat_ws("|", "battery_id", F.col("alert_date").cast("string")), 256)
+            .substr(1, 16)
+            .alias("alert_id"),
+            "battery_id",
+            "car_id",
+            "alert_date",
+            "predicted_failure_date",
+            "days_to_failure",
+            F.col("date").alias("last_reading_date"),
+            "lifetime_cycles_used",
+            "battery_rated_cycles",
+            "model_name",
+            "model_version",
+        )
+    )
