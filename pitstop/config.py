@@ -14,13 +14,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from pitstop.errors import PitstopError
+
 CONFIG_FILE = "pitstop.yaml"
 ENV_PREFIX = "PITSTOP__"
 ENV_NAME_VAR = "PITSTOP_ENV"
 CONF_DIR_VAR = "PITSTOP_CONF_DIR"
 
 
-class ConfigError(ValueError):
+class ConfigError(PitstopError, ValueError):
     """Configuration could not be loaded; the message names the file and key to fix."""
 
 
@@ -174,7 +176,7 @@ _PATH_KEYS = (
 
 
 def find_conf_dir(start: Path | None = None) -> Path:
-    """The conf/ folder: $PITSTOP_CONF_DIR, else the nearest conf/base above `start` or the package."""
+    """The conf/ folder: $PITSTOP_CONF_DIR, else the nearest conf/base above `start`."""
     explicit = os.environ.get(CONF_DIR_VAR)
     if explicit:
         conf = Path(explicit).expanduser().resolve()
@@ -250,7 +252,9 @@ def _deep_merge(
     for key, value in layer.items():
         path = (*prefix, str(key))
         origins[path] = source or "PITSTOP__" + "__".join(p.upper() for p in path)
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
+        if isinstance(value, dict):
+            if not isinstance(into.get(key), dict):
+                into[key] = {}
             _deep_merge(into[key], value, origins, source, path)
         else:
             into[key] = value

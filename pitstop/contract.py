@@ -77,7 +77,7 @@ class LabCsvError(ValueError):
 
 
 def read_lab_csv(path: str) -> pd.DataFrame:
-    """Read a CSV in the lab's schema (with or without its unnamed index column) as contract rows."""
+    """Read a CSV in the lab's schema (index column optional) as contract rows."""
     frame = pd.read_csv(path)
     return lab_frame_to_contract(frame, source=path)
 

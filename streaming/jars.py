@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pitstop.errors import PitstopError
+
 SPARK_VERSION = "4.2.0"
 SCALA_BINARY = "2.13"
 DELTA_VERSION = "4.4.0"  # the newest delta-spark_4.2 jar on Maven Central
@@ -20,7 +22,7 @@ SPARK_PACKAGES: tuple[str, ...] = (
 )
 
 
-class JarsError(RuntimeError):
+class JarsError(PitstopError):
     """The installed pyspark does not match the pinned jars."""
 
 

@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from models.features import MODEL_INPUT_COLUMNS, forecast_failure_days
+from pitstop.errors import PitstopError
 from streaming.tables import FORECAST_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 SCORED_SCHEMA = T.StructType([f for f in FORECAST_SCHEMA.fields if f.name != "scored_at"])
 
 
-class ModelUnavailableError(RuntimeError):
+class ModelUnavailableError(PitstopError):
     """The configured model cannot be resolved from the registry."""
 
 
@@ -66,7 +67,7 @@ def resolve_model(client: Any, name: str, alias: str, role: str = "champion") ->
 
 
 class ModelTracker:
-    """Follows an alias across micro-batches; keeps the last good version when the registry fails."""
+    """Follows an alias across micro-batches; keeps the last good version if the registry fails."""
 
     def __init__(self, client: Any, name: str, alias: str, role: str = "champion") -> None:
         self._client, self._name, self._alias, self._role = client, name, alias, role

@@ -1,0 +1,239 @@
+"""`pitstop`: the command line. Each command parses options and calls one function.
+
+Heavy modules (Spark, MLflow, torch) are imported inside the commands that need them, so
+quick commands such as `pitstop alerts` start in well under a second.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import subprocess
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pitstop.config import ENV_NAME_VAR, PitstopConfig, load_config
+from pitstop.errors import PitstopError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Pitstop: predictive maintenance for connected cars, streamed.",
+)
+broker_app = typer.Typer(no_args_is_help=True, help="The local Apache Kafka broker (KRaft).")
+alerts_app = typer.Typer(
+    invoke_without_command=True, help="Query alerts (battery or compliance) from Delta."
+)
+app.add_typer(broker_app, name="broker")
+app.add_typer(alerts_app, name="alerts")
+
+console = Console()
+err = Console(stderr=True)
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class AlertKind(str, Enum):
+    battery = "battery"
+    compliance = "compliance"
+
+
+@app.callback()
+def _root(
+    env: Annotated[
+        str | None, typer.Option(help="configuration environment: local, azure, ...")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log more")] = False,
+) -> None:
+    if env:
+        os.environ[ENV_NAME_VAR] = env
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _config() -> PitstopConfig:
+    return load_config()
+
+
+# --- broker -------------------------------------------------------------------------------
+
+
+@broker_app.command("start")
+def broker_start() -> None:
+    """Start the local broker (formats storage on first start) and create the topics."""
+    from pitstop.broker import start_broker
+
+    handle = start_broker(_config())
+    console.print(f"Kafka broker running at {handle.bootstrap} (pid {handle.pid})")
+
+
+@broker_app.command("stop")
+def broker_stop() -> None:
+    """Stop the local broker started by `pitstop broker start`."""
+    from pitstop.broker import stop_broker
+
+    stopped = stop_broker(_config())
+    console.print("Kafka broker stopped" if stopped else "Kafka broker was not running")
+
+
+@broker_app.command("status")
+def broker_status() -> None:
+    """Say whether the local broker runs, and list its topics."""
+    from pitstop.broker import broker_status as status_of
+
+    status = status_of(_config())
+    if not status.running:
+        console.print("Kafka broker is not running")
+        raise typer.Exit(1)
+    console.print(f"Kafka broker running at {status.bootstrap} (pid {status.pid})")
+    for topic, partitions in sorted((status.topics or {}).items()):
+        console.print(f"  {topic}: {partitions} partitions")
+
+
+# --- setup --------------------------------------------------------------------------------
+
+
+@app.command()
+def setup() -> None:
+    """Resolve Spark's Delta and Kafka jars and the broker's jars from Maven Central (once)."""
+    from pitstop.broker import ensure_broker_jars
+    from streaming.session import build_spark_session
+
+    cfg = _config()
+    with console.status("Resolving the Kafka broker's jars"):
+        ensure_broker_jars(Path(cfg.home))
+    with console.status("Resolving Spark's Delta and Kafka jars"):
+        build_spark_session(cfg).stop()
+    console.print("Jars ready under " + cfg.home)
+
+
+# --- streaming ----------------------------------------------------------------------------
+
+
+@app.command()
+def stream(
+    available_now: Annotated[
+        bool, typer.Option(help="process what is in the topic, then stop")
+    ] = False,
+) -> None:
+    """Run the streaming job with spark-submit (Ctrl-C stops it after the current batch)."""
+    from streaming.submit import spark_submit_command, submit_environment
+
+    cfg = _config()
+    command = spark_submit_command(cfg, ["--available-now"] if available_now else [])
+    raise typer.Exit(subprocess.call(command, env=submit_environment()))
+
+
+# --- alerts -------------------------------------------------------------------------------
+
+
+@alerts_app.callback(invoke_without_command=True)
+def alerts(
+    ctx: typer.Context,
+    kind: Annotated[AlertKind, typer.Option(help="battery or compliance")] = AlertKind.battery,
+    since: Annotated[
+        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="alert date on or after")
+    ] = None,
+    battery: Annotated[str | None, typer.Option(help="only this battery_id")] = None,
+    car: Annotated[str | None, typer.Option(help="only this car_id")] = None,
+    closed: Annotated[bool, typer.Option(help="include closed alerts")] = False,
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="table, csv or json")] = (
+        OutputFormat.table
+    ),
+) -> None:
+    """List alerts from the Delta alert tables (no JVM: answers in about a second)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from pitstop.alerts import query_alerts
+
+    frame = query_alerts(
+        _config(),
+        kind.value,
+        since=since.date() if since else None,
+        battery_id=battery,
+        car_id=car,
+        include_closed=closed,
+    )
+    print_alerts(frame, kind.value, fmt.value)
+
+
+def print_alerts(frame, kind: str, fmt: str) -> None:
+    """Print alerts as a rich table, CSV or JSON lines."""
+    from pitstop.alerts import format_alerts, table_columns
+
+    if fmt != "table":
+        sys.stdout.write(format_alerts(frame, kind, fmt))
+        return
+    if frame.empty:
+        console.print(f"No {kind} alerts.")
+        return
+    table = Table(title=f"{len(frame)} {kind} alert(s)")
+    columns = [c for c in table_columns(kind) if c in frame.columns]
+    for column in columns:
+        table.add_column(column)
+    for row in frame[columns].itertuples(index=False):
+        table.add_row(*["" if v is None or v != v else str(v) for v in row])
+    console.print(table)
+
+
+# --- demo ---------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    batteries: Annotated[int | None, typer.Option(min=1, help="fleet size")] = None,
+    days: Annotated[int | None, typer.Option(min=1, help="days simulated")] = None,
+) -> None:
+    """Broker, model, streaming job and simulator end to end; print the alerts; shut down."""
+    from pitstop.demo import run_demo
+
+    summary = run_demo(_config(), batteries=batteries, days=days, console=console)
+    print_alerts(summary.alerts, "battery", "table")
+    console.print(summary.line())
+
+
+def _register_package_commands() -> None:
+    from models.cli import models_app, train_app
+
+    app.add_typer(train_app, name="train")
+    app.add_typer(models_app, name="models")
+    from simulator.cli import simulate
+
+    app.command()(simulate)
+
+
+_register_package_commands()
+
+
+def main() -> None:
+    """Console-script entry: run the app; known failures print one sentence, not a traceback."""
+    try:
+        app(standalone_mode=False)
+    except (PitstopError, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        sys.exit(1)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

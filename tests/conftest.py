@@ -1,0 +1,47 @@
+"""Shared fixtures: one test configuration (temporary lake and MLflow store) and one Spark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pitstop.config import PitstopConfig, StorageConfig, load_config
+
+
+def make_test_config(root: Path, **stream_updates) -> PitstopConfig:
+    """The local configuration with its lake, checkpoints and MLflow store under `root`.
+
+    `home` stays the project's own .pitstop so the resolved jars are reused.
+    """
+    cfg = load_config("local")
+    return cfg.model_copy(
+        update={
+            "storage": StorageConfig(
+                lake=str(root / "lake"), checkpoints=str(root / "checkpoints")
+            ),
+            "mlflow": cfg.mlflow.model_copy(
+                update={
+                    "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+                    "artifact_root": str(root / "mlflow-artifacts"),
+                }
+            ),
+            "stream": cfg.stream.model_copy(update=stream_updates),
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def test_config(tmp_path_factory: pytest.TempPathFactory) -> PitstopConfig:
+    """A configuration whose outputs all live in one temporary folder for the session."""
+    return make_test_config(tmp_path_factory.mktemp("pitstop"))
+
+
+@pytest.fixture(scope="session")
+def spark(test_config: PitstopConfig):
+    """The one SparkSession of the test run: local[2], 2 shuffle partitions, UI off, Delta on."""
+    from streaming.session import build_spark_session
+
+    session = build_spark_session(test_config, app_name="pitstop-tests")
+    yield session
+    session.stop()
