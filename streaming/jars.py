@@ -28,8 +28,13 @@ class JarsError(PitstopError):
 
 def check_pyspark_version() -> None:
     """Fail early, in one sentence, when the installed pyspark is not the pinned one."""
+    import os
+
     import pyspark
 
+    # Databricks runtimes bring their own (patched) Spark; the cluster's runtime decides.
+    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return
     if pyspark.__version__ != SPARK_VERSION:
         raise JarsError(
             f"pyspark {pyspark.__version__} is installed but Pitstop's jars are pinned for "
