@@ -111,6 +111,9 @@ class StreamConfig(_Strict):
     starting_offsets: Literal["earliest", "latest"] = "earliest"
     min_partitions: int | None = Field(None, ge=1)
     fail_on_data_loss: bool = True
+    # A reading more than this many days before its battery's latest stored reading is late.
+    late_after_days: int = Field(14, ge=0)
+    publish_alerts: bool = True             # publish alert openings to kafka.topics.alerts
 
 
 class ForecastConfig(_Strict):
@@ -118,6 +121,7 @@ class ForecastConfig(_Strict):
     horizon_days: int = Field(30, ge=1)
     alert_within_days: int = Field(30, ge=1)
     model: str = "battery-cycles-rnn"
+    shadow_models: list[str] = Field(default_factory=list)
 
 
 class ModelNames(_Strict):

@@ -40,7 +40,11 @@ READING_SCHEMA = T.StructType(
     + [T.StructField("extra", T.StringType())]  # unknown fields, kept as JSON
 )
 
-TELEMETRY_SCHEMA = T.StructType(READING_SCHEMA.fields + SOURCE_FIELDS)
+# `ingest_batch` is the micro-batch that stored a reading: the per-battery lateness
+# watermark only looks at earlier batches, so a replayed batch decides exactly as before.
+TELEMETRY_SCHEMA = T.StructType(
+    READING_SCHEMA.fields + SOURCE_FIELDS + [T.StructField("ingest_batch", T.LongType())]
+)
 
 QUARANTINE_SCHEMA = T.StructType(
     [
@@ -89,6 +93,8 @@ ALERT_SCHEMA = T.StructType(
         T.StructField("updated_at", T.TimestampType()),
         T.StructField("closed_at", T.TimestampType()),
         T.StructField("close_reason", T.StringType()),
+        # Set once the opening was published to the vehicle-alerts topic (an outbox).
+        T.StructField("published_at", T.TimestampType()),
     ]
 )
 

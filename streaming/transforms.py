@@ -125,18 +125,58 @@ def split_duplicates(readings: DataFrame, telemetry: DataFrame) -> tuple[DataFra
     return new, seen.unionByName(in_batch_dupes)
 
 
-def duplicate_quarantine_rows(duplicates: DataFrame) -> DataFrame:
-    """Duplicates in quarantine's columns, so every message is accounted for."""
-    return duplicates.select(
+def split_late(
+    readings: DataFrame, telemetry: DataFrame, batch_id: int, late_after_days: int
+) -> tuple[DataFrame, DataFrame]:
+    """(on time, late): late means more than `late_after_days` before the battery's latest
+    reading stored by an earlier micro-batch (a per-battery event-time watermark).
+
+    Only earlier batches count, so a batch replayed after a crash decides exactly as before.
+    """
+    latest = (
+        telemetry.where(F.col("ingest_batch") < batch_id)
+        .join(readings.select("battery_id").distinct(), "battery_id")
+        .groupBy("battery_id")
+        .agg(F.max("date").alias("_latest"))
+    )
+    joined = readings.join(latest, "battery_id", "left")
+    is_late = F.coalesce(F.col("date") < F.date_sub("_latest", late_after_days), F.lit(False))
+    late = joined.where(is_late).withColumn(
+        "_reason",
+        F.format_string(
+            "late: %s is more than %d days before the battery's latest reading %s",
+            F.col("date").cast("string"),
+            F.lit(late_after_days),
+            F.col("_latest").cast("string"),
+        ),
+    )
+    return joined.where(~is_late).drop("_latest"), late.drop("_latest")
+
+
+def rejected_reading_rows(readings: DataFrame, reason) -> DataFrame:
+    """Valid-but-rejected readings (duplicate, late) in quarantine's columns, nothing lost."""
+    return readings.select(
         F.col("topic").alias("source"),
         F.col("battery_id").alias("key"),
         F.lit(None).cast("binary").alias("payload"),
         F.to_json(F.struct(*READING_SCHEMA.fieldNames())).alias("payload_text"),
-        F.lit("duplicate (battery_id, date)").alias("reason"),
+        (F.lit(reason) if isinstance(reason, str) else reason).alias("reason"),
         "topic",
         "partition",
         "offset",
         "kafka_timestamp",
+    )
+
+
+def replaced_batteries(readings: DataFrame) -> DataFrame:
+    """The newest battery per car in `readings`, with its first date (closes older alerts)."""
+    newest = Window.partitionBy("car_id").orderBy(F.col("_first").desc(), F.col("battery_id"))
+    return (
+        readings.groupBy("car_id", "battery_id")
+        .agg(F.min("date").alias("_first"))
+        .withColumn("_rank", F.row_number().over(newest))
+        .where("_rank = 1")
+        .select("car_id", "battery_id", F.col("_first").alias("first_date"))
     )
 
 
