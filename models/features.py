@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pitstop.errors import PitstopError
+
 HISTORY_COLUMN = "daily_cycles"
 STATIC_COLUMNS: tuple[str, ...] = (
     "lifetime_cycles_used",
@@ -20,7 +22,7 @@ STATIC_COLUMNS: tuple[str, ...] = (
 MODEL_INPUT_COLUMNS: tuple[str, ...] = (HISTORY_COLUMN, *STATIC_COLUMNS)
 
 
-class FeatureError(ValueError):
+class FeatureError(PitstopError, ValueError):
     """Readings cannot be turned into model input."""
 
 

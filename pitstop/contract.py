@@ -11,6 +11,8 @@ from typing import Literal
 
 import pandas as pd
 
+from pitstop.errors import PitstopError
+
 SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
 
@@ -72,7 +74,7 @@ LAB_CSV_COLUMNS: dict[str, str] = {
 }
 
 
-class LabCsvError(ValueError):
+class LabCsvError(PitstopError, ValueError):
     """A CSV does not have the lab's columns."""
 
 

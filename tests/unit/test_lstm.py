@@ -1,0 +1,200 @@
+"""The LSTM: input encoding (padding, scaling, baseline), shapes, training, save/load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from models.features import build_training_windows
+from models.lstm import (
+    CycleLstm,
+    LstmError,
+    LstmSpec,
+    encode_windows,
+    fit_lstm,
+    load_lstm,
+    predict_lstm,
+    save_lstm,
+    weekly_baseline,
+)
+
+pytestmark = pytest.mark.unit
+
+SMALL = LstmSpec(window_days=14, horizon_days=5, hidden_size=8, num_layers=2)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # other suites share two cores
+    yield
+    torch.set_num_threads(previous)
+
+
+def _rows(*histories: list[float]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "daily_cycles": [np.array(h, dtype=float) for h in histories],
+            "lifetime_cycles_used": 10.0,
+            "battery_rated_cycles": 500.0,
+            "battery_age_days": 10.0,
+        }
+    )
+
+
+def _fleet(batteries: int = 6, days: int = 70, seed: int = 0) -> pd.DataFrame:
+    """A small fleet: per-battery level x weekday pattern x 5 % noise."""
+    rng = np.random.default_rng(seed)
+    weekday = np.array([1.1, 1.1, 1.1, 1.1, 1.2, 0.8, 0.6])
+    frames = []
+    for b in range(batteries):
+        level = rng.uniform(0.5, 3.0)
+        cycles = level * weekday[np.arange(days) % 7] * rng.normal(1.0, 0.05, days)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "battery_id": f"b{b}",
+                    "date": pd.date_range("2024-01-01", periods=days, freq="D"),
+                    "daily_cycles_used": cycles,
+                    "lifetime_cycles_used": np.cumsum(cycles),
+                    "battery_rated_cycles": 1000.0,
+                    "battery_age_days": np.arange(days),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_short_window_is_left_padded_with_its_mean_level_and_masked() -> None:
+    x, baseline, scale = encode_windows(_rows([2.0, 4.0]), SMALL)
+    assert x.shape == (1, 14, 2)
+    assert scale.tolist() == [3.0]
+    assert np.allclose(x[0, -2:, 0], [2 / 3, 4 / 3])
+    assert np.all(x[0, :-2, 0] == 1.0)  # padding: the window's own mean level
+    assert x[0, :, 1].tolist() == [0.0] * 12 + [1.0, 1.0]  # mask: real days only
+    assert np.all(baseline == 1.0)  # under a week of history: flat at the mean
+
+
+def test_long_history_keeps_the_most_recent_days() -> None:
+    x, _, scale = encode_windows(_rows(list(range(1, 21))), SMALL)
+    assert scale[0] == pytest.approx(np.mean(range(7, 21)))
+    assert np.allclose(x[0, :, 0] * scale[0], range(7, 21))
+    assert np.all(x[0, :, 1] == 1.0)
+
+
+def test_missing_days_count_as_parked_and_empty_history_is_rejected() -> None:
+    x, _, scale = encode_windows(_rows([np.nan, 2.0]), SMALL)
+    assert scale[0] == 1.0 and x[0, -2, 0] == 0.0
+    with pytest.raises(LstmError, match="at least one day"):
+        encode_windows(_rows([]), SMALL)
+
+
+def test_encode_needs_the_history_column() -> None:
+    with pytest.raises(LstmError, match="daily_cycles"):
+        encode_windows(pd.DataFrame({"x": [1]}), SMALL)
+
+
+def test_weekly_baseline_repeats_each_weekday_median() -> None:
+    week = np.array([1.0, 1.0, 1.0, 1.0, 1.5, 0.5, 0.0])
+    two_weeks = np.tile(week, 2)[None, :]
+    base = weekly_baseline(two_weeks, np.array([14]), horizon=9)
+    # Forecast day 1 falls on the weekday of the window's first column, and so on.
+    assert base[0].tolist() == [*week.tolist(), 1.0, 1.0]
+
+
+def test_predictions_have_horizon_columns_and_scale_with_usage() -> None:
+    torch.manual_seed(0)
+    model = CycleLstm(SMALL)
+    with torch.no_grad():
+        model.head.weight.normal_(0, 0.1)  # a non-trivial correction
+    light = _rows([1.0, 2.0, 1.5] * 4, [0.5])
+    heavy = _rows([10.0, 20.0, 15.0] * 4, [5.0])
+    forecast_light = predict_lstm(model, SMALL, light)
+    forecast_heavy = predict_lstm(model, SMALL, heavy)
+    assert forecast_light.shape == (2, 5)
+    assert np.all(forecast_light >= 0)
+    assert np.allclose(forecast_heavy, 10 * forecast_light, rtol=1e-5)
+    assert predict_lstm(model, SMALL, light.iloc[0:0]).shape == (0, 5)
+
+
+def test_untrained_model_forecasts_the_weekly_baseline() -> None:
+    history = [1.0, 1.0, 1.0, 1.0, 2.0, 0.5, 0.5] * 2
+    forecast = predict_lstm(CycleLstm(SMALL), SMALL, _rows(history))
+    assert np.allclose(forecast[0], history[:5], rtol=1e-5)
+
+
+def test_fit_learns_records_losses_and_is_reproducible() -> None:
+    windows, futures = build_training_windows(
+        _fleet(days=50), SMALL.window_days, SMALL.horizon_days
+    )
+    options = dict(epochs=2, batch_size=64, patience=5, max_windows=None, seed=3)
+    first = fit_lstm(windows, futures, SMALL, **options)
+    again = fit_lstm(windows, futures, SMALL, **options)
+    assert len(first.train_loss) == len(first.val_loss) == 2
+    assert first.train_loss == again.train_loss and first.val_loss == again.val_loss
+    assert first.best_epoch == int(np.argmin(first.val_loss)) + 1
+    assert first.baseline_val_loss > 0 and np.isfinite(first.baseline_val_loss)
+    # Validation holds out whole batteries.
+    val_ids = set(first.val_batteries)
+    assert val_ids and first.val_windows == windows["battery_id"].isin(val_ids).sum()
+    assert first.train_windows + first.val_windows == len(windows)
+    forecast = predict_lstm(first.model, first.spec, windows.iloc[:3])
+    assert forecast.shape == (3, SMALL.horizon_days)
+    assert np.sqrt(np.mean((forecast - futures[:3]) ** 2)) < 0.5 * futures[:3].mean()
+
+
+def test_fit_caps_training_windows_and_stops_on_time_budget() -> None:
+    windows, futures = build_training_windows(_fleet(), SMALL.window_days, SMALL.horizon_days)
+    result = fit_lstm(windows, futures, SMALL, epochs=50, max_windows=40, time_budget_s=0.0)
+    assert result.train_windows == 40
+    assert len(result.train_loss) == 1 and result.stopped_early
+
+
+def test_fit_needs_two_batteries() -> None:
+    windows, futures = build_training_windows(_fleet(batteries=1), 14, 5)
+    with pytest.raises(LstmError, match="at least 2 batteries"):
+        fit_lstm(windows, futures, SMALL, epochs=1)
+
+
+def test_fit_rejects_futures_of_the_wrong_horizon() -> None:
+    windows, futures = build_training_windows(_fleet(batteries=2), 14, 4)
+    with pytest.raises(LstmError, match="futures must be"):
+        fit_lstm(windows, futures, SMALL, epochs=1)
+
+
+def test_extra_channels_hook_adds_standardised_inputs() -> None:
+    spec = LstmSpec(
+        window_days=4,
+        horizon_days=2,
+        hidden_size=4,
+        extra_channels=("resting_voltage",),
+        channel_stats={"resting_voltage": (12.0, 0.5)},
+    )
+    rows = _rows([1.0, 1.0]).assign(resting_voltage=[np.array([12.5, 11.5])])
+    x, _, _ = encode_windows(rows, spec)
+    assert spec.input_size == 3 and x.shape == (1, 4, 3)
+    assert x[0, :, 2].tolist() == [0.0, 0.0, 1.0, -1.0]
+    assert predict_lstm(CycleLstm(spec), spec, rows).shape == (1, 2)
+    with pytest.raises(LstmError, match="resting_voltage"):
+        encode_windows(_rows([1.0]), spec)
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    model = CycleLstm(SMALL)
+    with torch.no_grad():
+        model.head.bias.fill_(0.25)
+    folder = save_lstm(model, SMALL, tmp_path / "lstm")
+    loaded, spec = load_lstm(folder)
+    rows = _rows([1.0, 2.0, 3.0] * 5)
+    assert spec == SMALL
+    assert np.allclose(predict_lstm(loaded, spec, rows), predict_lstm(model, SMALL, rows))
+
+
+def test_load_from_an_empty_folder(tmp_path: Path) -> None:
+    with pytest.raises(LstmError, match="no saved LSTM"):
+        load_lstm(tmp_path)
