@@ -31,6 +31,9 @@ def spark_conf(cfg: PitstopConfig) -> dict[str, str]:
         # Small local tables: Delta's snapshot state needs few partitions.
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.sql.streaming.stopGracefullyOnShutdown": "true",
+        # Each micro-batch checkpoints a few intermediates locally; let the cleaner drop the
+        # blocks of finished batches promptly instead of every 30 minutes.
+        "spark.cleaner.periodicGC.interval": "2min",
     }
     if "://" not in cfg.home:
         conf["spark.jars.ivy"] = str(ivy_dir(cfg.home))

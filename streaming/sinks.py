@@ -24,32 +24,6 @@ def append_once(frame: DataFrame, path: str, app_id: str, batch_id: int) -> None
     )
 
 
-def merge_new_readings(spark: SparkSession, readings: DataFrame, path: str) -> None:
-    """Insert readings whose (battery_id, date) is not in the table yet."""
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
-        .merge(readings.alias("s"), "t.battery_id = s.battery_id AND t.date = s.date")
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
-
-
-def upsert_forecasts(spark: SparkSession, forecasts: DataFrame, path: str) -> None:
-    """One forecast row per (battery_id, date, model_name); a rescore replaces it."""
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
-        .merge(
-            forecasts.alias("s"),
-            "t.battery_id = s.battery_id AND t.date = s.date AND t.model_name = s.model_name",
-        )
-        .whenMatchedUpdateAll()
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
-
-
 _ALERT_UPDATES = (
     "predicted_failure_date",
     "days_to_failure",

@@ -180,6 +180,11 @@ def replaced_batteries(readings: DataFrame) -> DataFrame:
     )
 
 
+def stored_readings_of(telemetry: DataFrame, readings: DataFrame) -> DataFrame:
+    """The stored rows of the batteries that appear in `readings` (one scan, reused)."""
+    return telemetry.join(F.broadcast(readings.select("battery_id").distinct()), "battery_id")
+
+
 def history_for(readings: DataFrame, telemetry: DataFrame, window_days: int) -> DataFrame:
     """The telemetry rows a window of `window_days` needs for each battery in `readings`."""
     spans = readings.groupBy("battery_id").agg(
