@@ -20,21 +20,43 @@ Kind = Literal["battery", "compliance"]
 Format = Literal["table", "csv", "json"]
 
 _TABLES = {"battery": "battery_alerts", "compliance": "compliance_alerts"}
-_TABLE_COLUMNS = {
-    "battery": [
-        "battery_id",
-        "car_id",
-        "status",
-        "alert_date",
-        "predicted_failure_date",
-        "days_to_failure",
-        "lifetime_cycles_used",
-        "battery_rated_cycles",
-        "model_name",
-        "model_version",
-    ],
-    "compliance": ["car_id", "note_id", "component", "probability", "model_name", "model_version"],
-}
+
+
+def table_rows(frame: pd.DataFrame, kind: Kind) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells of the compact human-readable table (CSV/JSON keep every column)."""
+    if kind == "battery":
+        headers = ["battery", "car", "status", "alert date", "fails by", "days", "cycles", "model"]
+        rows = [
+            [
+                str(r.battery_id),
+                str(r.car_id),
+                str(r.status),
+                _day(r.alert_date),
+                _day(r.predicted_failure_date),
+                "" if pd.isna(r.days_to_failure) else str(int(r.days_to_failure)),
+                f"{r.lifetime_cycles_used:.0f}/{r.battery_rated_cycles:.0f}",
+                f"{r.model_name} v{r.model_version}",
+            ]
+            for r in frame.itertuples(index=False)
+        ]
+    else:
+        headers = ["car", "note", "component", "p(non-compliant)", "model", "text"]
+        rows = [
+            [
+                str(r.car_id),
+                str(r.note_id),
+                str(r.component),
+                f"{r.probability:.3f}",
+                f"{r.model_name} v{r.model_version}",
+                str(r.text),
+            ]
+            for r in frame.itertuples(index=False)
+        ]
+    return headers, rows
+
+
+def _day(value) -> str:
+    return "" if value is None or pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d")
 
 
 class AlertsError(PitstopError):
@@ -93,11 +115,6 @@ def format_alerts(frame: pd.DataFrame, kind: Kind, fmt: Format) -> str:
     if fmt == "json":
         return "".join(json.dumps(_jsonable(row)) + "\n" for row in frame.to_dict("records"))
     raise ValueError(f"format_alerts renders csv or json, not {fmt!r}")
-
-
-def table_columns(kind: Kind) -> list[str]:
-    """The columns the human-readable table shows."""
-    return _TABLE_COLUMNS[kind]
 
 
 def _jsonable(row: dict) -> dict:

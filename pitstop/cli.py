@@ -34,7 +34,8 @@ alerts_app = typer.Typer(
 app.add_typer(broker_app, name="broker")
 app.add_typer(alerts_app, name="alerts")
 
-console = Console()
+# Piped output (logs, CI) gets a readable width instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True)
 
 
@@ -172,7 +173,7 @@ def alerts(
 
 def print_alerts(frame, kind: str, fmt: str) -> None:
     """Print alerts as a rich table, CSV or JSON lines."""
-    from pitstop.alerts import format_alerts, table_columns
+    from pitstop.alerts import format_alerts, table_rows
 
     if fmt != "table":
         sys.stdout.write(format_alerts(frame, kind, fmt))
@@ -180,12 +181,12 @@ def print_alerts(frame, kind: str, fmt: str) -> None:
     if frame.empty:
         console.print(f"No {kind} alerts.")
         return
+    headers, rows = table_rows(frame, kind)
     table = Table(title=f"{len(frame)} {kind} alert(s)")
-    columns = [c for c in table_columns(kind) if c in frame.columns]
-    for column in columns:
-        table.add_column(column)
-    for row in frame[columns].itertuples(index=False):
-        table.add_row(*["" if v is None or v != v else str(v) for v in row])
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
 

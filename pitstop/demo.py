@@ -233,7 +233,9 @@ def _wait_until_caught_up(
                 f"The streaming job exited with code {job.returncode}; see {_job_log(cfg)}."
             )
         if time.monotonic() > deadline:
-            raise DemoError(f"The job did not catch up within {timeout_s:.0f}s; see {_job_log(cfg)}.")
+            raise DemoError(
+                f"The job did not catch up within {timeout_s:.0f}s; see {_job_log(cfg)}."
+            )
         time.sleep(1)
 
 
