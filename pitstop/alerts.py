@@ -129,3 +129,42 @@ def _jsonable(row: dict) -> dict:
         else:
             out[key] = value
     return out
+
+
+def acknowledge_alert(cfg: PitstopConfig, alert_id: str, by: str | None = None) -> int:
+    """Close an open battery alert because an operator acknowledged it; returns rows changed.
+
+    Uses delta-rs (no JVM). A concurrent commit by the streaming job is retried; the job's
+    own MERGE retries the same way, so neither loses the other's change.
+    """
+    import re
+    import time
+
+    from deltalake import DeltaTable
+    from deltalake.exceptions import CommitFailedError, TableNotFoundError
+
+    if not re.fullmatch(r"[0-9a-f]{16}", alert_id):
+        raise AlertsError(
+            f"'{alert_id}' is not an alert id (16 hex characters, see --format json)."
+        )
+    location = cfg.storage.table(_TABLES["battery"])
+    reason = "acknowledged" + (f" by {by}" if by else "")
+    for attempt in range(5):
+        try:
+            table = DeltaTable(location)
+        except TableNotFoundError:
+            raise AlertsError(f"No battery alert table at {location} yet.") from None
+        try:
+            result = table.update(
+                predicate=f"alert_id = '{alert_id}' AND status = 'open'",
+                new_values={
+                    "status": "acknowledged",
+                    "close_reason": reason,
+                    "closed_at": dt.datetime.now(dt.timezone.utc),
+                    "updated_at": dt.datetime.now(dt.timezone.utc),
+                },
+            )
+            return int(result.get("num_updated_rows", 0))
+        except CommitFailedError:
+            time.sleep(0.2 * (attempt + 1))
+    raise AlertsError(f"Could not acknowledge {alert_id}: the table kept changing; try again.")

@@ -138,6 +138,56 @@ def stream(
     raise typer.Exit(subprocess.call(command, env=submit_environment()))
 
 
+@app.command()
+def replay(
+    path: Annotated[Path, typer.Argument(help="recorded JSONL, a lab-schema CSV, or a folder")],
+    output: Annotated[Path, typer.Option(help="where the replay's tables go")] = Path(
+        ".pitstop/replay"
+    ),
+    model: Annotated[
+        str | None, typer.Option(help="models:/NAME/VERSION or models:/NAME@ALIAS")
+    ] = None,
+    closed: Annotated[bool, typer.Option(help="also print alerts closed during the replay")] = (
+        False
+    ),
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="table, csv or json")] = (
+        OutputFormat.table
+    ),
+) -> None:
+    """Run the streaming pipeline over a recording (file source, availableNow); print alerts."""
+    from pitstop.alerts import query_alerts
+    from streaming.replay import run_replay
+    from streaming.session import build_spark_session
+
+    cfg = _config()
+    spark = build_spark_session(cfg)
+    rcfg = run_replay(spark, cfg, path, output, model)
+    print_alerts(query_alerts(rcfg, "battery", include_closed=closed), "battery", fmt.value)
+
+
+@app.command()
+def score(
+    path: Annotated[Path, typer.Argument(help="a Delta telemetry table, JSONL or lab CSV")],
+    output: Annotated[Path, typer.Option(help="where forecasts and alerts go")] = Path(
+        ".pitstop/score"
+    ),
+    model: Annotated[
+        str | None, typer.Option(help="models:/NAME/VERSION or models:/NAME@ALIAS")
+    ] = None,
+) -> None:
+    """Score readings as one batch job with the stream's own code (backfills)."""
+    from pitstop.alerts import read_table
+    from streaming.replay import run_batch_score
+    from streaming.session import build_spark_session
+
+    cfg = _config()
+    rcfg = run_batch_score(build_spark_session(cfg), cfg, path, output, model)
+    forecasts = read_table(rcfg, "battery_forecasts")
+    console.print(
+        f"{len(forecasts):,} forecasts written to {rcfg.storage.table('battery_forecasts')}"
+    )
+
+
 # --- alerts -------------------------------------------------------------------------------
 
 
@@ -169,6 +219,19 @@ def alerts(
         include_closed=closed,
     )
     print_alerts(frame, kind.value, fmt.value)
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    alert_id: Annotated[str, typer.Argument(help="the alert's id (alert_id column)")],
+    by: Annotated[str | None, typer.Option(help="who acknowledged it")] = None,
+) -> None:
+    """Close an open battery alert: an operator has dealt with it."""
+    from pitstop.alerts import AlertsError, acknowledge_alert
+
+    if not acknowledge_alert(_config(), alert_id, by):
+        raise AlertsError(f"No open alert with id {alert_id}.")
+    console.print(f"Alert {alert_id} acknowledged")
 
 
 def print_alerts(frame, kind: str, fmt: str) -> None:

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from pitstop.config import PitstopConfig
 from streaming import sinks, tables, transforms
 from streaming.alert_publisher import publish_new_alerts, reconcile_published
-from streaming.scoring import ModelTracker, RegistryTarget, score_windows
+from streaming.scoring import ModelTracker, PinnedModel, RegistryTarget, score_windows
 
 log = logging.getLogger("pitstop.stream")
 
@@ -28,7 +28,7 @@ class BatteryJob:
 
     cfg: PitstopConfig
     paths: dict[str, str]
-    champion: ModelTracker
+    champion: ModelTracker | PinnedModel
     target: RegistryTarget
     shadows: list[ModelTracker] = field(default_factory=list)
     loads: Accumulator | None = None
@@ -138,8 +138,16 @@ def _release(frame: DataFrame) -> None:
         plan.rdd().unpersist(False)
 
 
-def build_job(spark: SparkSession, cfg: PitstopConfig, count_loads: bool = False) -> BatteryJob:
-    """Create the tables and resolve the models; fails in one sentence when one is missing."""
+def build_job(
+    spark: SparkSession,
+    cfg: PitstopConfig,
+    count_loads: bool = False,
+    model_uri: str | None = None,
+) -> BatteryJob:
+    """Create the tables and resolve the models; fails in one sentence when one is missing.
+
+    `model_uri` pins the forecaster (replay, batch scoring) instead of following the alias.
+    """
     from mlflow import MlflowClient
 
     from models.registry import configure_mlflow
@@ -154,7 +162,11 @@ def build_job(spark: SparkSession, cfg: PitstopConfig, count_loads: bool = False
     return BatteryJob(
         cfg=cfg,
         paths=paths,
-        champion=ModelTracker(client, cfg.forecast.model, cfg.mlflow.alias),
+        champion=(
+            PinnedModel(client, model_uri)
+            if model_uri
+            else ModelTracker(client, cfg.forecast.model, cfg.mlflow.alias)
+        ),
         shadows=[
             ModelTracker(client, name, cfg.mlflow.alias, role="shadow")
             for name in cfg.forecast.shadow_models

@@ -10,6 +10,7 @@ move is picked up by the next micro-batch without a restart.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,33 @@ class ModelTracker:
         return self.current
 
 
+class PinnedModel:
+    """A model fixed for the whole run (`--model URI`): replay and batch scoring."""
+
+    def __init__(self, client: Any, uri: str, role: str = "champion") -> None:
+        match = re.fullmatch(r"models:/([^/@]+)(?:/(\d+)|@([\w-]+))", uri.strip())
+        if match is None:
+            raise ModelUnavailableError(
+                f"--model must look like models:/NAME/VERSION or models:/NAME@ALIAS, not {uri!r}."
+            )
+        name, version, alias = match.groups()
+        if alias is not None:
+            self.current = resolve_model(client, name, alias, role)
+        else:
+            try:
+                client.get_model_version(name, version)
+            except Exception as exc:  # MLflow's own exception types
+                raise ModelUnavailableError(
+                    f"Model '{name}' has no version {version} in the registry "
+                    f"({type(exc).__name__})."
+                ) from None
+            self.current = ModelRef(name=name, version=version, role=role)
+
+    def refresh(self) -> ModelRef:
+        """Always the pinned version."""
+        return self.current
+
+
 # Per-Python-worker cache: URI -> loaded forecaster. Workers can be replaced at any time,
 # so a miss is normal and simply loads again.
 _LOADED: dict[str, Any] = {}
@@ -103,6 +131,7 @@ def _forecaster(ref: ModelRef, target: RegistryTarget, loads: Accumulator | None
     if model is not None:
         return model
     import mlflow
+
     from models.pyfunc import load_forecaster
 
     mlflow.set_tracking_uri(target.tracking_uri)
