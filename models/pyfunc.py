@@ -18,7 +18,9 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import Array, ColSpec, DataType, Schema, TensorSpec
 
 from models.features import HISTORY_COLUMN, MODEL_INPUT_COLUMNS, STATIC_COLUMNS
@@ -29,8 +31,15 @@ log = logging.getLogger(__name__)
 LSTM_ARTIFACT = "lstm"
 
 
-class ForecastInputError(PitstopError, ValueError):
-    """Model input that breaks the forecast contract."""
+class ForecastInputError(PitstopError, MlflowException, ValueError):
+    """Model input that breaks the forecast contract.
+
+    Also an MlflowException with INVALID_PARAMETER_VALUE, so MLflow's scoring server answers
+    400 with this message instead of a generic error.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 def forecast_signature(horizon_days: int = 30) -> ModelSignature:
@@ -59,8 +68,13 @@ def forecast_input_example(window_days: int = 60) -> pd.DataFrame:
     )
 
 
-def coerce_model_input(model_input: pd.DataFrame | dict[str, Any]) -> pd.DataFrame:
-    """Contract columns as a DataFrame: history arrays as float64 ndarrays, statics as floats."""
+def coerce_model_input(
+    model_input: pd.DataFrame | dict[str, Any], max_days: int | None = None
+) -> pd.DataFrame:
+    """Contract columns as a DataFrame: history arrays as float64 ndarrays, statics as floats.
+
+    `max_days` (the model's window) rejects longer histories instead of silently cutting them.
+    """
     frame = pd.DataFrame(model_input) if isinstance(model_input, dict) else model_input
     if not isinstance(frame, pd.DataFrame):
         raise ForecastInputError(
@@ -74,8 +88,16 @@ def coerce_model_input(model_input: pd.DataFrame | dict[str, Any]) -> pd.DataFra
     for value in frame[HISTORY_COLUMN].tolist():
         if value is None or np.ndim(value) != 1 or len(value) == 0:
             raise ForecastInputError(f"Every '{HISTORY_COLUMN}' must be a non-empty array.")
+        if max_days is not None and len(value) > max_days:
+            raise ForecastInputError(
+                f"A '{HISTORY_COLUMN}' holds {len(value)} days; this model takes at most "
+                f"{max_days} (the most recent, oldest first)."
+            )
         # None inside a history is a day without a reading: parked, as in features.
         histories.append(np.asarray(value, dtype=np.float64))
+    days = np.concatenate(histories) if histories else np.zeros(0)
+    if (days < 0).any() or np.isinf(days).any():
+        raise ForecastInputError(f"Every '{HISTORY_COLUMN}' value must be 0 or more, and finite.")
     out[HISTORY_COLUMN] = histories
     for name in STATIC_COLUMNS:
         out[name] = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
@@ -99,7 +121,7 @@ class ForecastPythonModel(mlflow.pyfunc.PythonModel):
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> np.ndarray:
         """The pyfunc entry point: contract rows -> (n, horizon) float64 forecast."""
-        frame = coerce_model_input(model_input)
+        frame = coerce_model_input(model_input, max_days=self.window_days)
         if frame.empty:
             return np.zeros((0, self.horizon_days))
         return np.asarray(self.forecast(frame), dtype=np.float64)
@@ -205,7 +227,10 @@ class Forecaster:
         """Forecast contract rows; an empty frame gives a (0, horizon) array."""
         if len(frame) == 0:
             return np.zeros((0, self.horizon))
-        return self.python_model.predict(None, frame)
+        # No window limit here: the stream builds windows from its own configuration, and a
+        # model with a shorter window uses the most recent days of a longer one.
+        rows = coerce_model_input(frame)
+        return np.asarray(self.python_model.forecast(rows), dtype=np.float64)
 
 
 def load_forecaster(model_uri: str, torch_threads: int | None = 1) -> Forecaster:

@@ -24,6 +24,7 @@ from models.data import split_holdout
 from models.features import build_training_windows
 from models.lstm import FitResult, LstmSpec, encode_windows, fit_lstm, predict_lstm
 from models.metrics import evaluate_holdout
+from models.model_card import document_forecaster
 from models.pyfunc import load_forecaster, log_lstm_model
 from models.registry import (
     configure_mlflow,
@@ -69,12 +70,14 @@ def train_rnn(
     val_fraction: float = 0.15,
     threads: int | None = None,
     data_source: str = "in-memory readings",
+    cv_folds: int = 0,
 ) -> TrainResult:
     """Train, log, register and (if better or forced) promote one LSTM version.
 
     `max_windows` and `time_budget_s` bound the fit so the default demo fleet trains in
     under two minutes on two cores; `threads` (default 1) sets torch's threads for the
-    fit only.
+    fit only. `cv_folds` > 0 also logs the AutoML sweep's cross-validation metrics
+    (`cv_nrmse`, ...) for these settings, refitting once per fold, so the two compare.
     """
     started = time.perf_counter()
     window, horizon = cfg.forecast.window_days, cfg.forecast.horizon_days
@@ -123,6 +126,17 @@ def train_rnn(
         )
         _log_fit(fit)
         metrics = _holdout_metrics(fit, train, holdout, window, horizon)
+        if cv_folds:
+            cv_options = {
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "learning_rate": learning_rate,
+                "max_windows": max_windows,
+                "patience": patience,
+                "val_fraction": val_fraction,
+                "time_budget_s": time_budget_s,
+            }
+            metrics.update(_cv_metrics(readings, cv_folds, window, horizon, seed, cv_options))
         mlflow.log_metrics(metrics)
         with tempfile.TemporaryDirectory() as workdir:
             log_lstm_model(fit.model, fit.spec, workdir, name=ARTIFACT_NAME)
@@ -144,6 +158,7 @@ def train_rnn(
             force=force,
             alias=alias,
         )
+        _document(cfg, fit, name, version, run.info.run_id, train, holdout, metrics, data_source)
     seconds = time.perf_counter() - started
     log.info(
         "Run %s: %s v%s, promoted=%s, %.1fs", run.info.run_id, name, version, promoted, seconds
@@ -251,6 +266,67 @@ def _holdout_metrics(
         metrics["holdout_mae"],
     )
     return metrics
+
+
+def _document(
+    cfg: PitstopConfig,
+    fit: FitResult,
+    name: str,
+    version: str,
+    run_id: str,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    metrics: dict[str, float],
+    data_source: str,
+) -> None:
+    """Explain the new version and log its model card; a failure here only warns."""
+    try:
+        document_forecaster(
+            predict=lambda frame: predict_lstm(fit.model, fit.spec, frame),
+            model_name=name,
+            version=version,
+            run_id=run_id,
+            description=(
+                f"One LSTM network shared by all batteries ({fit.spec.num_layers} layers of "
+                f"{fit.spec.hidden_size}), correcting a weekly-pattern baseline."
+            ),
+            train=train,
+            holdout=holdout,
+            metrics={k.removeprefix("holdout_"): v for k, v in metrics.items() if "holdout_" in k},
+            baselines={
+                "weekly baseline": {
+                    k.removeprefix("baseline_"): v for k, v in metrics.items() if "baseline_" in k
+                }
+            },
+            data_source=data_source,
+            window_days=cfg.forecast.window_days,
+            horizon_days=cfg.forecast.horizon_days,
+            alert_within_days=cfg.forecast.alert_within_days,
+        )
+    except Exception as exc:  # the version is registered: a missing card must not undo that
+        log.warning("Could not write the model card of %s v%s: %s", name, version, exc)
+        mlflow.set_tag("pitstop.model_card", f"failed: {exc}"[:250])
+
+
+def _cv_metrics(
+    readings: pd.DataFrame,
+    folds: int,
+    window: int,
+    horizon: int,
+    seed: int,
+    options: dict[str, Any],
+) -> dict[str, float]:
+    """Mean metrics over the AutoML sweep's rolling-origin folds, refitting on each fold."""
+    from models.automl import evaluate_candidate
+    from models.candidates import lstm_candidate
+    from models.cv import rolling_origin_folds
+
+    cv_folds = rolling_origin_folds(readings, folds, horizon, window)
+    result = evaluate_candidate(lstm_candidate(**options), cv_folds, seed=seed)
+    if not result.ranked:
+        log.warning("Cross-validation of the LSTM did not finish: %s", result.reason)
+        return {}
+    return {f"cv_{k}": v for k, v in result.mean_metrics().items()}
 
 
 def _champion_metrics(

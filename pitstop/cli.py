@@ -277,6 +277,11 @@ def _register_package_commands() -> None:
     from simulator.cli import simulate
 
     app.command()(simulate)
+    from models.forecast_plot import forecast_command
+    from models.serve_cli import serve_command
+
+    app.command("serve")(serve_command)
+    app.command("forecast")(forecast_command)
 
 
 _register_package_commands()

@@ -1,0 +1,102 @@
+"""An alias move reaches a running job at the next micro-batch; models load once per worker."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import mlflow
+import pytest
+from confluent_kafka import Producer
+from mlflow import MlflowClient
+
+from models.registry import configure_mlflow, promote
+from streaming.job import start_battery_query
+from streaming.pipeline import build_job
+from streaming.progress import caught_up
+from tests.integration.test_stream_e2e import stream_config
+
+pytestmark = pytest.mark.integration
+
+
+def produce(bootstrap: str, topic: str, lines: list[bytes]) -> dict[str, dict[int, int]]:
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for line in lines:
+        producer.produce(topic, value=line)
+    assert producer.flush(30) == 0
+    from pitstop.demo import end_offsets
+
+    return end_offsets(bootstrap, topic)
+
+
+def wait_for(checkpoint: str, offsets, query, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not caught_up(checkpoint, offsets):
+        assert query.isActive, f"query stopped: {query.exception()}"
+        assert time.monotonic() < deadline, "the job did not catch up in time"
+        time.sleep(0.5)
+
+
+def test_alias_move_switches_the_next_micro_batch_without_restart(
+    spark, tmp_path, kafka_bootstrap, kafka_topic_factory, trained_config, caplog
+):
+    from simulator.run import run_simulation
+
+    run_simulation(
+        trained_config,
+        sink="files",
+        batteries=20,
+        days=120,
+        seed=9,
+        output_dir=tmp_path / "fleet",
+        notes=False,
+    )
+    lines = (tmp_path / "fleet" / "battery-telemetry.jsonl").read_bytes().splitlines()
+    first, second = lines[: len(lines) // 2], lines[len(lines) // 2 :]
+
+    cfg = stream_config(tmp_path, kafka_bootstrap, kafka_topic_factory, trained_config)
+    cfg = cfg.model_copy(update={"stream": cfg.stream.model_copy(update={"trigger_seconds": 1})})
+    configure_mlflow(cfg)
+    client = MlflowClient()
+    name = cfg.forecast.model
+    old = client.get_model_version_by_alias(name, cfg.mlflow.alias)
+    new = mlflow.register_model(old.source, name)
+    checkpoint = cfg.storage.checkpoint(cfg.stream.query_name)
+
+    job = build_job(spark, cfg, count_loads=True)
+    query = start_battery_query(spark, job)
+    try:
+        wait_for(checkpoint, produce(kafka_bootstrap, cfg.kafka.topics.telemetry, first), query)
+        loads_before = job.loads.value
+        with caplog.at_level(logging.INFO, logger="streaming.scoring"):
+            promote(name, new.version, cfg.mlflow.alias, reason="hot-swap test")
+            wait_for(
+                checkpoint, produce(kafka_bootstrap, cfg.kafka.topics.telemetry, second), query
+            )
+    finally:
+        query.stop()
+        promote(name, old.version, cfg.mlflow.alias, reason="restore after hot-swap test")
+
+    forecasts = spark.read.format("delta").load(job.paths["battery_forecasts"])
+    assert forecasts.count() == len(lines)
+    assert forecasts.select("battery_id", "date").distinct().count() == len(lines)
+    scored_versions = {r.model_version for r in forecasts.select("model_version").collect()}
+    assert scored_versions == {str(old.version), str(new.version)}
+    last_date = forecasts.agg({"date": "max"}).first()[0]
+    assert {r.model_version for r in forecasts.where(f"date = '{last_date}'").collect()} == {
+        str(new.version)
+    }
+    assert any("moved" in m and str(new.version) in m for m in caplog.messages)
+    # Each version loaded at most once per Python worker (local[2]: 2 workers).
+    assert 1 <= loads_before <= 2
+    assert 2 <= job.loads.value <= 4
+
+
+def test_missing_model_is_one_clear_error_at_start(spark, tmp_path, trained_config):
+    from streaming.scoring import ModelUnavailableError
+
+    cfg = trained_config.model_copy(
+        update={"forecast": trained_config.forecast.model_copy(update={"model": "no-such-model"})}
+    )
+    with pytest.raises(ModelUnavailableError, match="No version of model 'no-such-model'"):
+        build_job(spark, cfg)
