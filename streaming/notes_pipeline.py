@@ -191,8 +191,9 @@ def _classifier(ref: ModelRef, target: RegistryTarget, loads: Accumulator | None
     from models.compliance_pyfunc import load_compliance_classifier
 
     mlflow.set_tracking_uri(target.tracking_uri)
-    if target.registry_uri:
-        mlflow.set_registry_uri(target.registry_uri)
+    # Always set: MLflow exports MLFLOW_REGISTRY_URI when the driver sets one, and workers
+    # inherit the environment the JVM started with, which may name another registry.
+    mlflow.set_registry_uri(target.registry_uri or target.tracking_uri)
     model = load_compliance_classifier(ref.uri, torch_threads=1)
     for uri in [u for u in _LOADED if u.startswith(f"models:/{ref.name}/")]:
         del _LOADED[uri]  # an older version of the same model: the alias has moved on

@@ -134,9 +134,10 @@ def _forecaster(ref: ModelRef, target: RegistryTarget, loads: Accumulator | None
 
     from models.pyfunc import load_forecaster
 
+    # Always set both: workers inherit MLFLOW_*_URI variables from whatever process started
+    # the JVM, so an unset registry would silently fall back to somebody else's.
     mlflow.set_tracking_uri(target.tracking_uri)
-    if target.registry_uri:
-        mlflow.set_registry_uri(target.registry_uri)
+    mlflow.set_registry_uri(target.registry_uri or target.tracking_uri)
     model = load_forecaster(ref.uri)
     for uri in [u for u in _LOADED if u.startswith(f"models:/{ref.name}/")]:
         del _LOADED[uri]  # an older version of the same model: the alias has moved on

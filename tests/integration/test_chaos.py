@@ -1,0 +1,194 @@
+"""Exactly once under failure: SIGKILL the spark-submit job repeatedly, and lose the broker.
+
+Each scenario feeds the real broker, runs the real `spark-submit` job, restarts it from its
+checkpoint and then checks every table: each valid reading stored once, each invalid one
+quarantined once, one forecast per reading, no duplicate open alert, each alert opening
+published once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from pitstop.alerts import read_table
+from pitstop.config import PitstopConfig
+from pitstop.demo import end_offsets
+from streaming.progress import caught_up
+from streaming.submit import spark_submit_command, submit_environment
+from tests.integration.test_stream_e2e import stream_config, topic_keys
+
+pytestmark = pytest.mark.integration
+
+BAD = [b"garbage %d", b'{"schema_version": 1, "battery_id": "B-bad-%d"}']
+
+
+def job_environment(cfg: PitstopConfig) -> dict[str, str]:
+    """What the job subprocess needs to see `cfg` (it loads config from files + variables)."""
+    env = submit_environment()
+    env.update(
+        {
+            "PITSTOP__KAFKA__BOOTSTRAP_SERVERS": cfg.kafka.bootstrap_servers,
+            "PITSTOP__KAFKA__TOPICS__TELEMETRY": cfg.kafka.topics.telemetry,
+            "PITSTOP__KAFKA__TOPICS__ALERTS": cfg.kafka.topics.alerts,
+            "PITSTOP__STORAGE__LAKE": cfg.storage.lake,
+            "PITSTOP__STORAGE__CHECKPOINTS": cfg.storage.checkpoints,
+            "PITSTOP__MLFLOW__TRACKING_URI": cfg.mlflow.tracking_uri,
+            "PITSTOP__MLFLOW__ARTIFACT_ROOT": str(cfg.mlflow.artifact_root),
+            # Many small micro-batches, so kills land mid-batch and between batches.
+            "PITSTOP__STREAM__MAX_OFFSETS_PER_TRIGGER": "20000",
+            "PITSTOP__STREAM__TRIGGER_SECONDS": "0.5",
+        }
+    )
+    return env
+
+
+def start_job(cfg: PitstopConfig, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        spark_submit_command(cfg),
+        env=job_environment(cfg),
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def kill(job: subprocess.Popen) -> None:
+    if job.poll() is None:
+        os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+
+
+def feed(cfg: PitstopConfig, recording: Path) -> int:
+    """Produce a recorded fleet's readings to the telemetry topic; returns how many."""
+    lines = (recording / "battery-telemetry.jsonl").read_bytes().splitlines()
+    producer = Producer(
+        {"bootstrap.servers": cfg.kafka.bootstrap_servers, "linger.ms": 20, "acks": "all"}
+    )
+    for line in lines:
+        # Keyed by battery as the contract says, so a battery's readings stay in order.
+        key = json.loads(line)["battery_id"].encode()
+        producer.produce(cfg.kafka.topics.telemetry, key=key, value=line)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    return len(lines)
+
+
+def feed_rejects(cfg: PitstopConfig, recording: Path, duplicates: int, bad: int) -> None:
+    """Produce repeats of recorded readings and broken messages."""
+    lines = (recording / "battery-telemetry.jsonl").read_bytes().splitlines()
+    rng = random.Random(3)
+    repeats = rng.sample(range(len(lines)), duplicates)
+    producer = Producer({"bootstrap.servers": cfg.kafka.bootstrap_servers, "acks": "all"})
+    for index in repeats:
+        key = json.loads(lines[index])["battery_id"].encode()
+        producer.produce(cfg.kafka.topics.telemetry, key=key, value=lines[index])
+    for i in range(bad):
+        producer.produce(cfg.kafka.topics.telemetry, value=BAD[i % 2] % i)
+    assert producer.flush(60) == 0
+
+
+def wait_caught_up(cfg: PitstopConfig, job: subprocess.Popen, target, timeout_s: float) -> None:
+    checkpoint = cfg.storage.checkpoint(cfg.stream.query_name)
+    deadline = time.monotonic() + timeout_s
+    while not caught_up(checkpoint, target):
+        assert job.poll() is None, f"the job exited with {job.returncode}"
+        assert time.monotonic() < deadline, "the job did not catch up in time"
+        time.sleep(1)
+
+
+def assert_exactly_once(cfg: PitstopConfig, valid: int, duplicates: int, bad: int) -> None:
+    telemetry = read_table(cfg, "telemetry")
+    quarantine = read_table(cfg, "quarantine")
+    forecasts = read_table(cfg, "battery_forecasts")
+    alerts = read_table(cfg, "battery_alerts")
+    assert len(telemetry) == valid
+    assert not telemetry.duplicated(["battery_id", "date"]).any()
+    # A repeated old reading is quarantined as late (it is also past the watermark).
+    repeated = quarantine["reason"].str.match(r"^(duplicate|late: )")
+    assert repeated.sum() == duplicates
+    assert (~repeated).sum() == bad
+    assert not quarantine.duplicated(["topic", "partition", "offset"]).any()
+    assert len(forecasts) == valid
+    assert not forecasts.duplicated(["battery_id", "date", "model_name"]).any()
+    assert len(alerts) > 0
+    assert not alerts["alert_id"].duplicated().any()
+    assert not alerts[alerts["status"] == "open"]["battery_id"].duplicated().any()
+    published = topic_keys(cfg.kafka.bootstrap_servers, cfg.kafka.topics.alerts)
+    assert len(published) == len(set(published))
+    assert set(published) == set(alerts.loc[alerts["published_at"].notna(), "alert_id"])
+
+
+def simulate(cfg: PitstopConfig, folder: Path, batteries: int, days: int) -> None:
+    from simulator.run import run_simulation
+
+    run_simulation(
+        cfg, sink="files", batteries=batteries, days=days, seed=21, output_dir=folder, notes=False
+    )
+
+
+def test_sigkill_five_times_over_100k_readings_loses_and_duplicates_nothing(
+    tmp_path, kafka_bootstrap, kafka_topic_factory, trained_config
+):
+    cfg = stream_config(tmp_path, kafka_bootstrap, kafka_topic_factory, trained_config)
+    simulate(trained_config, tmp_path / "fleet", batteries=260, days=400)
+    valid = feed(cfg, tmp_path / "fleet")
+    assert valid >= 100_000
+    log = tmp_path / "job.log"
+    rng = random.Random(7)
+    for kill_number in range(5):
+        job = start_job(cfg, log)
+        time.sleep(rng.uniform(22, 45))  # ~20 s to start, then somewhere mid-stream
+        if kill_number == 2:
+            feed_rejects(cfg, tmp_path / "fleet", duplicates=40, bad=60)
+        kill(job)
+    job = start_job(cfg, log)
+    try:
+        wait_caught_up(cfg, job, end_offsets(kafka_bootstrap, cfg.kafka.topics.telemetry), 900)
+    finally:
+        kill(job)
+    assert_exactly_once(cfg, valid, duplicates=40, bad=60)
+
+
+def test_broker_down_for_30s_mid_run_loses_and_duplicates_nothing(tmp_path, trained_config):
+    from pitstop.broker import start_broker, stop_broker
+    from tests.integration.conftest import free_port
+
+    base = trained_config
+    ports = {"port": free_port(), "controller_port": free_port()}
+    data_dir = tmp_path / "kafka"
+    broker = start_broker(base, data_dir=data_dir, **ports)
+    job = None
+    try:
+        from pitstop.broker import ensure_topics
+
+        names = {"telemetry": "chaos-telemetry", "notes": "chaos-notes", "alerts": "chaos-alerts"}
+        ensure_topics(
+            broker.bootstrap, {names["telemetry"]: 4, names["notes"]: 1, names["alerts"]: 1}
+        )
+        cfg = stream_config(
+            tmp_path, broker.bootstrap, lambda partitions, prefix: names[prefix], trained_config
+        )
+        simulate(trained_config, tmp_path / "fleet", batteries=120, days=300)
+        valid = feed(cfg, tmp_path / "fleet")
+        feed_rejects(cfg, tmp_path / "fleet", duplicates=20, bad=30)
+        target = end_offsets(broker.bootstrap, cfg.kafka.topics.telemetry)
+        job = start_job(cfg, tmp_path / "job.log")
+        time.sleep(35)  # the job is up and part-way through
+        stop_broker(base, data_dir=data_dir)
+        time.sleep(30)
+        broker = start_broker(base, data_dir=data_dir, **ports)
+        wait_caught_up(cfg, job, target, 900)
+        assert_exactly_once(cfg, valid, duplicates=20, bad=30)
+    finally:
+        if job is not None:
+            kill(job)
+        stop_broker(base, data_dir=data_dir)
