@@ -281,6 +281,10 @@ def _register_package_commands() -> None:
     from models.serve_cli import serve_command
 
     app.command("serve")(serve_command)
+    from models.compliance_cli import classify_command, train_compliance_command
+
+    train_app.command("compliance")(train_compliance_command)
+    app.command("classify")(classify_command)
     app.command("forecast")(forecast_command)
 
 

@@ -113,7 +113,8 @@ class StreamConfig(_Strict):
     fail_on_data_loss: bool = True
     # A reading more than this many days before its battery's latest stored reading is late.
     late_after_days: int = Field(14, ge=0)
-    publish_alerts: bool = True             # publish alert openings to kafka.topics.alerts
+    publish_alerts: bool = True  # publish alert openings to kafka.topics.alerts
+    score_notes: bool = True  # also run the component-notes query
 
 
 class ForecastConfig(_Strict):

@@ -46,11 +46,25 @@ def start_battery_query(spark: SparkSession, job: BatteryJob, available_now: boo
     return writer.start()
 
 
+def start_queries(spark: SparkSession, cfg: PitstopConfig, available_now: bool = False) -> list:
+    """The battery query, and the notes query when enabled and a compliance model exists."""
+    queries = [start_battery_query(spark, build_job(spark, cfg), available_now)]
+    if cfg.stream.score_notes:
+        from streaming.notes_pipeline import build_notes_job, start_notes_query
+
+        try:
+            notes_job = build_notes_job(spark, cfg)
+        except ModelUnavailableError as exc:
+            log.warning("Not scoring component notes: %s", exc)
+        else:
+            queries.append(start_notes_query(spark, notes_job, available_now))
+    return queries
+
+
 def run(cfg: PitstopConfig, available_now: bool = False) -> None:
     """Run the job until it is stopped (SIGTERM/SIGINT or a STOP file in the checkpoint root)."""
     spark = build_spark_session(cfg)
-    job = build_job(spark, cfg)
-    query = start_battery_query(spark, job, available_now)
+    queries = start_queries(spark, cfg, available_now)
     stop_file = Path(cfg.storage.checkpoints) / STOP_FILE
     stopping = []
 
@@ -61,17 +75,22 @@ def run(cfg: PitstopConfig, available_now: bool = False) -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     log.info("Streaming from %s into %s", cfg.kafka.bootstrap_servers, cfg.storage.lake)
-    while query.isActive and not stopping:
+    while all(q.isActive for q in queries) and not stopping:
         if "://" not in cfg.storage.checkpoints and stop_file.exists():
             stop_file.unlink(missing_ok=True)
             log.info("Stop requested through %s", stop_file)
             break
-        query.awaitTermination(1)
-    if query.isActive:
-        query.stop()
-    if query.exception():
-        raise RuntimeError(f"The streaming query failed: {query.exception()}")
+        queries[0].awaitTermination(1)
+    if available_now:
+        for query in queries:
+            query.awaitTermination()
+    for query in queries:
+        if query.isActive:
+            query.stop()
+    failed = [q for q in queries if q.exception()]
     spark.stop()
+    if failed:
+        raise RuntimeError(f"The streaming query {failed[0].name} failed: {failed[0].exception()}")
 
 
 def main(argv: list[str] | None = None) -> int:
