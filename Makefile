@@ -11,7 +11,7 @@ JARS_STAMP := $(HOME_DIR)/.jars-ready
 PYTEST_ARGS ?=
 
 .PHONY: help setup demo test test-unit test-component test-integration lint format \
-	broker-start broker-stop bench clean
+	broker-start broker-stop bench clean fixtures
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -66,3 +66,6 @@ bench: setup ## run the benchmarks (figures go in README)
 clean: ## remove local state (broker data, lake, MLflow store, jars); keeps the venv
 	-$(BIN)/pitstop broker stop
 	rm -rf $(HOME_DIR)
+
+fixtures: setup ## re-record tests/fixtures (small fleet, its truth and expected alerts, a small model)
+	$(BIN)/python scripts/make_fixtures.py

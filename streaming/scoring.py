@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,10 +42,11 @@ class ModelRef:
     name: str
     version: str
     role: str = "champion"
+    source: str | None = None  # a saved model folder outside the registry (fixtures, tests)
 
     @property
     def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
+        return self.source or f"models:/{self.name}/{self.version}"
 
 
 @dataclass(frozen=True)
@@ -98,10 +100,17 @@ class PinnedModel:
     """A model fixed for the whole run (`--model URI`): replay and batch scoring."""
 
     def __init__(self, client: Any, uri: str, role: str = "champion") -> None:
+        folder = Path(uri).expanduser()
+        if (folder / "MLmodel").is_file():
+            self.current = ModelRef(
+                name=folder.resolve().name, version="local", role=role, source=str(folder.resolve())
+            )
+            return
         match = re.fullmatch(r"models:/([^/@]+)(?:/(\d+)|@([\w-]+))", uri.strip())
         if match is None:
             raise ModelUnavailableError(
-                f"--model must look like models:/NAME/VERSION or models:/NAME@ALIAS, not {uri!r}."
+                f"--model must be models:/NAME/VERSION, models:/NAME@ALIAS or a saved model "
+                f"folder, not {uri!r}."
             )
         name, version, alias = match.groups()
         if alias is not None:
