@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 JARS_STAMP := $(HOME_DIR)/.jars-ready
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-unit test-component test-integration lint format \
+.PHONY: help setup demo test test-unit test-component test-integration test-slow lint format \
 	broker-start broker-stop bench clean fixtures
 
 help: ## list the targets
@@ -42,6 +42,9 @@ test-unit: setup ## pure tests only
 
 test-component: setup ## local Spark, Delta and MLflow tests
 	$(BIN)/pytest -m component $(PYTEST_ARGS)
+
+test-slow: setup ## chaos and soak tests (minutes each): SIGKILL the job 5 times over 100k readings
+	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 test-integration: setup ## tests against the real local broker
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)

@@ -135,6 +135,7 @@ def simulate(cfg: PitstopConfig, folder: Path, batteries: int, days: int) -> Non
     )
 
 
+@pytest.mark.slow
 def test_sigkill_five_times_over_100k_readings_loses_and_duplicates_nothing(
     tmp_path, kafka_bootstrap, kafka_topic_factory, trained_config
 ):
