@@ -27,8 +27,14 @@ from pyspark.sql.streaming import StreamingQuery
 from pitstop.config import PitstopConfig
 from pitstop.contract import NOTE_FIELDS
 from pitstop.validation import check_note
-from streaming import sinks, tables
-from streaming.scoring import ModelRef, ModelTracker, ModelUnavailableError, RegistryTarget
+from streaming import sinks, tables, transforms
+from streaming.scoring import (
+    ModelRef,
+    ModelTracker,
+    ModelUnavailableError,
+    RegistryTarget,
+    cached_model,
+)
 from streaming.sources import read_kafka_stream
 from streaming.transforms import KAFKA_COLUMNS
 
@@ -155,19 +161,7 @@ def parse_notes(kafka_rows: DataFrame) -> DataFrame:
 
 def rejected_notes(parsed: DataFrame) -> DataFrame:
     """Notes that break the contract or cannot be read, in quarantine's columns."""
-    ingested = F.col("ingested_at") if "ingested_at" in parsed.columns else F.current_timestamp()
-    return parsed.where(F.col("reason").isNotNull()).select(
-        F.col("topic").alias("source"),
-        "key",
-        "payload",
-        F.col("payload").cast("string").alias("payload_text"),
-        "reason",
-        "topic",
-        "partition",
-        "offset",
-        "kafka_timestamp",
-        ingested.alias("ingested_at"),
-    )
+    return transforms.quarantine_rows(parsed).withColumn("ingested_at", F.current_timestamp())
 
 
 def valid_notes(parsed: DataFrame) -> DataFrame:
@@ -177,31 +171,15 @@ def valid_notes(parsed: DataFrame) -> DataFrame:
 
 # --- classify ------------------------------------------------------------------------------
 
-# Per-Python-worker cache: URI -> loaded classifier. Workers can be replaced at any time, so
-# a miss is normal and simply loads again.
-_LOADED: dict[str, Any] = {}
-
 
 def _classifier(ref: ModelRef, target: RegistryTarget, loads: Accumulator | None) -> Any:
-    model = _LOADED.get(ref.uri)
-    if model is not None:
-        return model
-    import mlflow
+    return cached_model(ref, target, loads, _load_classifier)
 
+
+def _load_classifier(uri: str) -> Any:
     from models.compliance_pyfunc import load_compliance_classifier
 
-    mlflow.set_tracking_uri(target.tracking_uri)
-    # Always set: MLflow exports MLFLOW_REGISTRY_URI when the driver sets one, and workers
-    # inherit the environment the JVM started with, which may name another registry.
-    mlflow.set_registry_uri(target.registry_uri or target.tracking_uri)
-    model = load_compliance_classifier(ref.uri, torch_threads=1)
-    for uri in [u for u in _LOADED if u.startswith(f"models:/{ref.name}/")]:
-        del _LOADED[uri]  # an older version of the same model: the alias has moved on
-    _LOADED[ref.uri] = model
-    if loads is not None:
-        loads.add(1)
-    log.info("Loaded %s in worker", ref.uri)
-    return model
+    return load_compliance_classifier(uri, torch_threads=1)
 
 
 def classify_notes(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,19 +135,23 @@ class PinnedModel:
 _LOADED: dict[str, Any] = {}
 
 
-def _forecaster(ref: ModelRef, target: RegistryTarget, loads: Accumulator | None) -> Any:
+def cached_model(
+    ref: ModelRef,
+    target: RegistryTarget,
+    loads: Accumulator | None,
+    load: Callable[[str], Any],
+) -> Any:
+    """The model `ref` in this Python worker: from the cache, else `load(uri)` once."""
     model = _LOADED.get(ref.uri)
     if model is not None:
         return model
     import mlflow
 
-    from models.pyfunc import load_forecaster
-
     # Always set both: workers inherit MLFLOW_*_URI variables from whatever process started
     # the JVM, so an unset registry would silently fall back to somebody else's.
     mlflow.set_tracking_uri(target.tracking_uri)
     mlflow.set_registry_uri(target.registry_uri or target.tracking_uri)
-    model = load_forecaster(ref.uri)
+    model = load(ref.uri)
     for uri in [u for u in _LOADED if u.startswith(f"models:/{ref.name}/")]:
         del _LOADED[uri]  # an older version of the same model: the alias has moved on
     _LOADED[ref.uri] = model
@@ -155,6 +159,12 @@ def _forecaster(ref: ModelRef, target: RegistryTarget, loads: Accumulator | None
         loads.add(1)
     log.info("Loaded %s in worker", ref.uri)
     return model
+
+
+def _load_forecaster(uri: str) -> Any:
+    from models.pyfunc import load_forecaster
+
+    return load_forecaster(uri)
 
 
 def score_windows(
@@ -172,7 +182,7 @@ def score_windows(
             if batch.empty:
                 continue
             batch = batch.reset_index(drop=True)
-            model = model or _forecaster(ref, target, loads)
+            model = model or cached_model(ref, target, loads, _load_forecaster)
             forecast = np.asarray(model.predict(batch[columns]), dtype=np.float64)
             days = forecast_failure_days(
                 batch["lifetime_cycles_used"].to_numpy(),
