@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,19 +19,19 @@ class SinkName(str, Enum):
 
 def simulate(
     sink: Annotated[SinkName, typer.Option(help="where the events go")] = SinkName.kafka,
-    batteries: Annotated[Optional[int], typer.Option(help="fleet size (cars)")] = None,
-    days: Annotated[Optional[int], typer.Option(help="days to simulate")] = None,
-    start_date: Annotated[Optional[str], typer.Option(help="first day, YYYY-MM-DD")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="random seed (same seed, same fleet)")] = None,
-    rate: Annotated[Optional[float], typer.Option(help="at most this many events/s")] = None,
+    batteries: Annotated[int | None, typer.Option(help="fleet size (cars)")] = None,
+    days: Annotated[int | None, typer.Option(help="days to simulate")] = None,
+    start_date: Annotated[str | None, typer.Option(help="first day, YYYY-MM-DD")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed (same seed, same fleet)")] = None,
+    rate: Annotated[float | None, typer.Option(help="at most this many events/s")] = None,
     speed: Annotated[
-        Optional[float], typer.Option(help="at most this many simulated days per second")
+        float | None, typer.Option(help="at most this many simulated days per second")
     ] = None,
     failure_rate: Annotated[
         float, typer.Option(help="share of batteries with a weak cell that fails early")
     ] = 0.02,
     output: Annotated[
-        Optional[Path], typer.Option(help="files output and ground truth folder")
+        Path | None, typer.Option(help="files output and ground truth folder")
     ] = None,
     notes: Annotated[bool, typer.Option(help="also send technicians' component notes")] = True,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
