@@ -88,8 +88,8 @@ def test_alias_move_switches_the_next_micro_batch_without_restart(
     }
     assert any("moved" in m and str(new.version) in m for m in caplog.messages)
     # Each version loaded at most once per Python worker (local[2]: 2 workers).
-    assert 1 <= loads_before <= 2
-    assert 2 <= job.loads.value <= 4
+    assert loads_before <= 2  # 0 if an earlier test left v1 in the reused workers
+    assert 1 <= job.loads.value - loads_before <= 2  # the new version: once per worker
 
 
 def test_missing_model_is_one_clear_error_at_start(spark, tmp_path, trained_config):

@@ -105,8 +105,9 @@ def test_broker_fed_stream_stores_scores_alerts_and_quarantines(
     row = open_alerts.first()
     assert row.model_name == cfg.forecast.model and row.model_version
     assert row.alert_date <= row.predicted_failure_date
-    # Loaded once per Python worker (local[2]: at most 2), not once per task.
-    assert 1 <= job.loads.value <= 2
+    # Loaded at most once per Python worker (local[2]: 2), not once per task; 0 when an
+    # earlier test of the session already left this version in the reused workers.
+    assert job.loads.value <= 2
     # Every opening still open after the batch went to the head-unit topic, once; alerts
     # opened and closed (battery replaced) inside one backlog batch are not sent.
     published = topic_keys(kafka_bootstrap, cfg.kafka.topics.alerts)
