@@ -121,6 +121,7 @@ class ForecastConfig(_Strict):
     window_days: int = Field(60, ge=1)
     horizon_days: int = Field(30, ge=1)
     alert_within_days: int = Field(30, ge=1)
+    alert_margin_days: int = Field(3, ge=0)
     model: str = "battery-cycles-rnn"
     shadow_models: list[str] = Field(default_factory=list)
 

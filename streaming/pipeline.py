@@ -107,7 +107,9 @@ def process_telemetry_batch(job: BatteryJob, batch: DataFrame, batch_id: int) ->
         )
 
         champion = scored.where(F.col("model_role") == "champion")
-        alerts = transforms.alerts_from_forecasts(champion, cfg.forecast.alert_within_days)
+        alerts = transforms.alerts_from_forecasts(
+            champion, cfg.forecast.alert_within_days, cfg.forecast.alert_margin_days
+        )
         sinks.merge_alerts(spark, alerts, paths[tables.ALERTS])
         sinks.close_replaced_alerts(spark, transforms.replaced_batteries(new), paths[tables.ALERTS])
         published = 0

@@ -217,14 +217,19 @@ def build_windows(history: DataFrame, targets: DataFrame, window_days: int) -> D
     return marked.groupBy("battery_id").applyInPandas(windows_of, WINDOW_SCHEMA)
 
 
-def alerts_from_forecasts(forecasts: DataFrame, within_days: int) -> DataFrame:
+def alerts_from_forecasts(
+    forecasts: DataFrame, within_days: int, margin_days: int = 0
+) -> DataFrame:
     """One row per battery whose forecast says it fails within `within_days`.
 
     `alert_date` is the earliest triggering reading of the batch; the forecast fields come
     from the battery's latest triggering reading.
     """
+    # Forecast noise makes a "29 days" forecast often mean 31-33: alerting `margin_days`
+    # earlier than the horizon keeps precision high at the cost of a few days of lead time.
     triggering = forecasts.where(
-        F.col("days_to_failure").isNotNull() & (F.col("days_to_failure") <= within_days)
+        F.col("days_to_failure").isNotNull()
+        & (F.col("days_to_failure") <= within_days - margin_days)
     )
     latest = Window.partitionBy("battery_id").orderBy(F.col("date").desc())
     return (

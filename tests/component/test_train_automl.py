@@ -145,3 +145,15 @@ def test_cli_errors_are_one_sentence(
     result = CliRunner().invoke(train_app, ["automl", "--data", str(LAB_CSV), *args])
     assert result.exit_code == 1
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_train_rnn_logs_the_sweeps_cv_metrics_when_asked(
+    cfg: PitstopConfig, readings: pd.DataFrame
+) -> None:
+    from models.train_rnn import train_rnn
+
+    fast = {"epochs": 1, "max_windows": 200, "time_budget_s": 10.0}
+    result = train_rnn(cfg, readings, cv_folds=2, **fast)
+    logged = MlflowClient().get_run(result.run_id).data.metrics
+    for key in ("cv_nrmse", "cv_mae", "cv_smape", "cv_mase"):
+        assert np.isfinite(result.metrics[key]) and logged[key] == result.metrics[key]

@@ -160,3 +160,17 @@ def test_alerts_take_the_first_triggering_date_and_the_latest_forecast(spark):
     assert alerts[0].predicted_failure_date == dt.date(2024, 3, 30)
     assert alerts[0].last_reading_date == dt.date(2024, 3, 3)
     assert alerts[0].model_version == "3"
+
+
+def test_alert_margin_moves_the_trigger_earlier_than_the_horizon(spark):
+    forecasts = spark.createDataFrame(
+        [
+            ("B1", "C1", dt.date(2024, 3, 2), 482.0, 500.0, 29, dt.date(2024, 3, 31)),
+            ("B1", "C1", dt.date(2024, 3, 3), 484.0, 500.0, 27, dt.date(2024, 3, 30)),
+        ],
+        "battery_id string, car_id string, date date, lifetime_cycles_used double, "
+        "battery_rated_cycles double, days_to_failure int, predicted_failure_date date",
+    ).selectExpr("*", "'m' as model_name", "'3' as model_version")
+    alerts = transforms.alerts_from_forecasts(forecasts, 30, margin_days=3).collect()
+    assert [a.alert_date for a in alerts] == [dt.date(2024, 3, 3)]
+    assert transforms.alerts_from_forecasts(forecasts, 30, margin_days=4).count() == 0
