@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from pitstop.broker import (
     KAFKA_VERSION,
@@ -65,13 +65,23 @@ def _consume(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0)
 def _message_count(bootstrap: str, topic: str, partitions: int) -> int:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "watermarks"})
     try:
-        marks = [
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            for p in range(partitions)
-        ]
+        marks = [_watermarks(consumer, TopicPartition(topic, p)) for p in range(partitions)]
     finally:
         consumer.close()
     return sum(high - low for low, high in marks)
+
+
+def _watermarks(consumer: Consumer, partition: TopicPartition) -> tuple[int, int]:
+    # A partition created a moment ago can answer "not leader" while its leader settles;
+    # that error is retriable, as for any Kafka client.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return consumer.get_watermark_offsets(partition, timeout=10)
+        except KafkaException as exc:
+            if not exc.args[0].retriable() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
 
 
 def test_messages_round_trip(kafka_bootstrap: str, kafka_topic_factory: Callable[..., str]) -> None:
