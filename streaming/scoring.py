@@ -130,7 +130,7 @@ class PinnedModel:
         return self.current
 
 
-# Per-Python-worker cache: URI -> loaded forecaster. Workers can be replaced at any time,
+# Per-Python-worker cache: registry|URI -> loaded model. Workers can be replaced at any time,
 # so a miss is normal and simply loads again.
 _LOADED: dict[str, Any] = {}
 
@@ -142,7 +142,10 @@ def cached_model(
     load: Callable[[str], Any],
 ) -> Any:
     """The model `ref` in this Python worker: from the cache, else `load(uri)` once."""
-    model = _LOADED.get(ref.uri)
+    # Keyed by registry too: `models:/name/1` of two registries are two different models.
+    registry = target.registry_uri or target.tracking_uri
+    key = f"{registry}|{ref.uri}"
+    model = _LOADED.get(key)
     if model is not None:
         return model
     import mlflow
@@ -152,9 +155,9 @@ def cached_model(
     mlflow.set_tracking_uri(target.tracking_uri)
     mlflow.set_registry_uri(target.registry_uri or target.tracking_uri)
     model = load(ref.uri)
-    for uri in [u for u in _LOADED if u.startswith(f"models:/{ref.name}/")]:
-        del _LOADED[uri]  # an older version of the same model: the alias has moved on
-    _LOADED[ref.uri] = model
+    for stale in [k for k in _LOADED if k.startswith(f"{registry}|models:/{ref.name}/")]:
+        del _LOADED[stale]  # an older version of the same model: the alias has moved on
+    _LOADED[key] = model
     if loads is not None:
         loads.add(1)
     log.info("Loaded %s in worker", ref.uri)

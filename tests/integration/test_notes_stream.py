@@ -108,7 +108,7 @@ def test_notes_stream_alerts_non_compliant_notes_and_quarantines_bad_ones(
     assert row.model_name == cfg.mlflow.models.compliance and row.model_version == trained.version
     assert row.probability >= 0.5 and row.written_at and row.created_at and row.text
     assert sorted(r.reason for r in quarantine.collect()) == sorted(BAD_NOTES.values())
-    assert 1 <= job.loads.value <= 2  # once per Python worker, not per task
+    assert job.loads.value <= 2  # at most once per Python worker, not per task
     # `pitstop alerts --kind compliance` reads the same rows without a JVM.
     assert len(query_alerts(cfg, "compliance")) == len(expected)
 
