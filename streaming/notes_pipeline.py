@@ -25,8 +25,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from pitstop.config import PitstopConfig
-from pitstop.contract import NOTE_FIELDS
-from pitstop.validation import check_note
+from pitstop.validation import Checked, check_note
 from streaming import sinks, tables, transforms
 from streaming.scoring import (
     ModelRef,
@@ -36,13 +35,10 @@ from streaming.scoring import (
     cached_model,
 )
 from streaming.sources import read_kafka_stream
-from streaming.transforms import KAFKA_COLUMNS
 
 log = logging.getLogger("pitstop.stream.notes")
 
 NOTES_QUERY_NAME = "component-notes"
-
-_NOTE_NAMES = [f.name for f in NOTE_FIELDS if f.name != "schema_version"]
 
 PARSED_NOTES_SCHEMA = T.StructType(
     [
@@ -129,34 +125,21 @@ def build_notes_job(spark: SparkSession, cfg: PitstopConfig, count_loads: bool =
 # --- validate ------------------------------------------------------------------------------
 
 
-def _parse_note_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+def _check_note(value: bytes | None) -> Checked:
+    """The contract's checks, then the classifier's own: empty, huge or non-text notes."""
     from models.compliance import note_text_problem
 
-    for batch in batches:
-        columns: dict[str, list] = {name: [] for name in PARSED_NOTES_SCHEMA.fieldNames()}
-        for value, key in zip(batch["value"], batch["key"], strict=False):
-            checked = check_note(value)
-            fields = checked.fields or {}
-            reason = checked.reason
-            if reason is None:
-                reason = note_text_problem(fields["text"])
-            for name in _NOTE_NAMES:
-                columns[name].append(fields.get(name))
-            columns["reason"].append(reason)
-            columns["key"].append(None if key is None else bytes(key).decode("utf-8", "replace"))
-            columns["payload"].append(value)
-        for name in ("topic", "partition", "offset"):
-            columns[name] = batch[name].tolist()
-        columns["kafka_timestamp"] = batch["timestamp"].tolist()
-        yield pd.DataFrame(columns, columns=PARSED_NOTES_SCHEMA.fieldNames())
+    checked = check_note(value)
+    if checked.ok:
+        problem = note_text_problem(checked.fields["text"])
+        if problem is not None:
+            return Checked(None, None, problem)
+    return checked
 
 
 def parse_notes(kafka_rows: DataFrame) -> DataFrame:
     """Kafka rows -> one row per note: contract fields, or a quarantine `reason`."""
-    missing = [c for c in KAFKA_COLUMNS if c not in kafka_rows.columns]
-    if missing:
-        raise ValueError(f"parse_notes needs the Kafka columns {', '.join(missing)}.")
-    return kafka_rows.select(*KAFKA_COLUMNS).mapInPandas(_parse_note_batches, PARSED_NOTES_SCHEMA)
+    return transforms.parse_messages(kafka_rows, _check_note, PARSED_NOTES_SCHEMA)
 
 
 def rejected_notes(parsed: DataFrame) -> DataFrame:

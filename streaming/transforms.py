@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pandas as pd
 from pyspark.sql import DataFrame, Window
@@ -11,8 +11,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from models.features import HISTORY_COLUMN, STATIC_COLUMNS, build_history_windows
-from pitstop.contract import TELEMETRY_FIELDS
-from pitstop.validation import check_telemetry
+from pitstop.validation import Checked, check_telemetry
 from streaming.tables import READING_SCHEMA
 
 KAFKA_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp")
@@ -30,8 +29,6 @@ PARSED_SCHEMA = T.StructType(
     ]
 )
 
-_FIELD_NAMES = [f.name for f in TELEMETRY_FIELDS]
-
 WINDOW_SCHEMA = T.StructType(
     [
         T.StructField("battery_id", T.StringType()),
@@ -43,22 +40,42 @@ WINDOW_SCHEMA = T.StructType(
 )
 
 
-def _parse_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    for batch in batches:
-        columns: dict[str, list] = {name: [] for name in PARSED_SCHEMA.fieldNames()}
-        for value, key in zip(batch["value"], batch["key"], strict=False):
-            checked = check_telemetry(value)
-            fields = checked.fields or {}
-            for name in _FIELD_NAMES:
-                columns[name].append(fields.get(name))
-            columns["extra"].append(json.dumps(checked.extra) if checked.extra else None)
-            columns["reason"].append(checked.reason)
-            columns["key"].append(_decode_key(key))
-            columns["payload"].append(value)
-        for name in ("topic", "partition", "offset"):
-            columns[name] = batch[name].tolist()
-        columns["kafka_timestamp"] = batch["timestamp"].tolist()
-        yield pd.DataFrame(columns, columns=PARSED_SCHEMA.fieldNames())
+_ENVELOPE = ("key", "payload", "reason", "topic", "partition", "offset", "kafka_timestamp")
+
+
+def parse_messages(
+    kafka_rows: DataFrame, check: Callable[[bytes | None], Checked], schema: T.StructType
+) -> DataFrame:
+    """Kafka rows -> one row per message in `schema`: checked fields, or a quarantine `reason`.
+
+    `schema` holds the message's fields, Kafka's envelope (key, payload, reason, topic,
+    partition, offset, kafka_timestamp) and optionally `extra` (unknown fields as JSON).
+    """
+    missing = [c for c in KAFKA_COLUMNS if c not in kafka_rows.columns]
+    if missing:
+        raise ValueError(f"Parsing messages needs the Kafka columns {', '.join(missing)}.")
+    names = schema.fieldNames()
+    fields = [n for n in names if n not in _ENVELOPE and n != "extra"]
+
+    def parse(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            columns: dict[str, list] = {name: [] for name in names}
+            for value, key in zip(batch["value"], batch["key"], strict=False):
+                checked = check(value)
+                values = checked.fields or {}
+                for name in fields:
+                    columns[name].append(values.get(name))
+                if "extra" in columns:
+                    columns["extra"].append(json.dumps(checked.extra) if checked.extra else None)
+                columns["reason"].append(checked.reason)
+                columns["key"].append(_decode_key(key))
+                columns["payload"].append(value)
+            for name in ("topic", "partition", "offset"):
+                columns[name] = batch[name].tolist()
+            columns["kafka_timestamp"] = batch["timestamp"].tolist()
+            yield pd.DataFrame(columns, columns=names)
+
+    return kafka_rows.select(*KAFKA_COLUMNS).mapInPandas(parse, schema)
 
 
 def _decode_key(key: bytes | None) -> str | None:
@@ -69,10 +86,7 @@ def _decode_key(key: bytes | None) -> str | None:
 
 def parse_telemetry(kafka_rows: DataFrame) -> DataFrame:
     """Kafka rows -> one row per message: typed contract fields, or a quarantine `reason`."""
-    missing = [c for c in KAFKA_COLUMNS if c not in kafka_rows.columns]
-    if missing:
-        raise ValueError(f"parse_telemetry needs the Kafka columns {', '.join(missing)}.")
-    return kafka_rows.select(*KAFKA_COLUMNS).mapInPandas(_parse_batches, PARSED_SCHEMA)
+    return parse_messages(kafka_rows, check_telemetry, PARSED_SCHEMA)
 
 
 def valid_readings(parsed: DataFrame) -> DataFrame:
