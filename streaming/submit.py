@@ -8,9 +8,16 @@ import sys
 from pathlib import Path
 
 from pitstop.config import PitstopConfig
-from streaming.jars import ivy_dir, ivy_settings, packages_arg
+from streaming.session import spark_conf
 
 JOB_FILE = Path(__file__).resolve().parent / "job.py"
+_LAUNCH_KEYS = (
+    "spark.jars.packages",
+    "spark.jars.ivy",
+    "spark.jars.ivySettings",
+    "spark.driver.memory",
+    "spark.driver.extraJavaOptions",
+)
 
 
 def spark_submit_command(cfg: PitstopConfig, job_args: list[str] | None = None) -> list[str]:
@@ -20,18 +27,15 @@ def spark_submit_command(cfg: PitstopConfig, job_args: list[str] | None = None) 
     )
     if submit is None:
         raise FileNotFoundError("spark-submit is not installed; run `make setup` first.")
-    command = [submit, "--packages", packages_arg(), "--driver-memory", cfg.spark.driver_memory]
+    command = [submit]
     if cfg.spark.master:
         command += ["--master", cfg.spark.master]
-    if "://" not in cfg.home:
-        command += [
-            "--conf",
-            f"spark.jars.ivy={ivy_dir(cfg.home)}",
-            "--conf",
-            f"spark.jars.ivySettings={ivy_settings()}",
-            "--driver-java-options",
-            f"-Dpitstop.ivy.dir={ivy_dir(cfg.home)} -Dderby.system.home={cfg.home}",
-        ]
+    # The settings the launcher needs before the JVM starts (jars, Ivy, driver memory and
+    # options) come from the one place that knows them: the session builder's conf.
+    conf = spark_conf(cfg)
+    for key in _LAUNCH_KEYS:
+        if key in conf:
+            command += ["--conf", f"{key}={conf[key]}"]
     return [*command, str(JOB_FILE), "--env", cfg.env, *(job_args or [])]
 
 
