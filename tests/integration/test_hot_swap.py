@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -22,7 +23,9 @@ pytestmark = pytest.mark.integration
 def produce(bootstrap: str, topic: str, lines: list[bytes]) -> dict[str, dict[int, int]]:
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     for line in lines:
-        producer.produce(topic, value=line)
+        # Keyed by battery as the contract says, so a battery's readings stay in order
+        # across micro-batches (unkeyed, an older reading can arrive late and be quarantined).
+        producer.produce(topic, key=json.loads(line)["battery_id"].encode(), value=line)
     assert producer.flush(30) == 0
     from pitstop.demo import end_offsets
 
