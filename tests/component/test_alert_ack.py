@@ -40,7 +40,7 @@ def test_ack_closes_the_alert_and_the_stream_opens_no_new_one(spark, tmp_path):
     cfg = make_test_config(tmp_path)
     path = tables.ensure_tables(spark, cfg)[tables.ALERTS]
     first = spark.createDataFrame([alert_row("00000000000000a1", 1, 27)], ALERT_COLUMNS)
-    sinks.merge_alerts(spark, first, path)
+    sinks.update_alerts(spark, path, first)
     assert list(query_alerts(cfg)["alert_id"]) == ["00000000000000a1"]
 
     assert acknowledge_alert(cfg, "00000000000000a1", by="ops") == 1
@@ -50,7 +50,7 @@ def test_ack_closes_the_alert_and_the_stream_opens_no_new_one(spark, tmp_path):
     # The next micro-batch still predicts failure: Spark MERGEs into the table delta-rs
     # wrote, and the acknowledged battery gets no new alert until it is replaced.
     later = spark.createDataFrame([alert_row("00000000000000b2", 5, 20)], ALERT_COLUMNS)
-    sinks.merge_alerts(spark, later, path)
+    sinks.update_alerts(spark, path, later)
     every = query_alerts(cfg, include_closed=True)
     assert list(every["status"]) == ["acknowledged"]
     assert every["close_reason"].iloc[0] == "acknowledged by ops"
