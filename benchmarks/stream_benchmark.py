@@ -7,7 +7,7 @@ on free ports, Delta tables), four measurements:
   3. scoring patterns on the same ~2,000-row micro-batches: Pitstop's `score_windows`,
      MLflow's `spark_udf` built once, `spark_udf` rebuilt every micro-batch, and the lab's
      collect -> predict -> createDataFrame;
-  4. event-to-forecast latency with a 1 s trigger at a sustained ~1,000 readings/s.
+  4. event-to-alert latency (batch committed - Kafka timestamp) with a 1 s trigger at a sustained ~1,000 readings/s.
 Run: python benchmarks/stream_benchmark.py [--quick] [--batteries 200] [--days 400]
 Writes .pitstop/bench/stream.json.
 """
@@ -193,6 +193,7 @@ class StageClock:
 
     def __init__(self) -> None:
         self.batches: list[dict[str, float]] = []
+        self.finished: dict[int, float] = {}  # batch id -> wall clock when it completed
         self._current: dict[str, float] | None = None
         self._checkpoints = 0
 
@@ -233,6 +234,7 @@ class StageClock:
                 process(job_, frame, batch_id)
             finally:
                 total = time.perf_counter() - start
+                self.finished[batch_id] = time.time()
                 # The sinks run side by side, so stages overlap and do not add up to the total.
                 stages = self._current or {}
                 stages["total"] = total
@@ -394,7 +396,8 @@ def paced_producer(bootstrap: str, topic: str, lines: list[bytes], rate: float, 
 def sustained(
     spark, cfg: PitstopConfig, clock: StageClock, lines: list[bytes], rate: float, seconds: float
 ) -> dict[str, Any]:
-    """Event-to-forecast latency (scored_at - kafka_timestamp) with a 1 s trigger."""
+    """Event-to-alert latency with a 1 s trigger: from the reading's Kafka timestamp to the end
+    of the micro-batch that stored, scored and alerted on it (every sink committed)."""
     from pyspark.sql import functions as F
 
     from pitstop.demo import end_offsets
@@ -428,14 +431,13 @@ def sustained(
     drain_s = time.perf_counter() - started - produce_s
     query.stop()
     read = lambda name: spark.read.format("delta").load(job.paths[name])  # noqa: E731
-    joined = read(tables.FORECASTS).join(
-        read(tables.TELEMETRY).select("battery_id", "date", "kafka_timestamp"),
-        ["battery_id", "date"],
+    stored = read(tables.TELEMETRY).select(
+        "ingest_batch", (F.unix_micros("kafka_timestamp") / 1e6).alias("sent_at")
     )
-    seconds_col = F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")
     latency = np.array(
-        [r[0] / 1e6 for r in joined.select(seconds_col.alias("l")).collect()], dtype=float
+        [clock.finished[r.ingest_batch] - r.sent_at for r in stored.collect()], dtype=float
     )
+    forecasts = read(tables.FORECASTS).count()
     sent = getattr(stop, "sent", len(wanted))
     return {
         "target_rate_per_s": rate,
@@ -443,7 +445,8 @@ def sustained(
         "achieved_rate_per_s": sent / produce_s,
         "produce_s": produce_s,
         "drain_after_produce_s": drain_s,
-        "forecasts": int(latency.size),
+        "stored": int(latency.size),
+        "forecasts": forecasts,
         "micro_batches": len(clock.batches),
         "p50_s": float(np.percentile(latency, 50)) if latency.size else None,
         "p99_s": float(np.percentile(latency, 99)) if latency.size else None,
@@ -494,7 +497,7 @@ def print_table(results: dict[str, Any]) -> None:
         f"\nsustained {live['achieved_rate_per_s']:.0f} readings/s for {live['produce_s']:.0f} s "
         f"(1 s trigger): {live['forecasts']} forecasts, {live['micro_batches']} micro-batches"
     )
-    print(f"  event-to-forecast p50 {live['p50_s']} s, p99 {live['p99_s']} s (targets 3 / 10)")
+    print(f"  event-to-alert p50 {live['p50_s']} s, p99 {live['p99_s']} s (targets 3 / 10)")
     for stage, secs in live["stages_s"].items():
         print(f"    {stage:<40} {secs:>10.2f} s/batch")
 

@@ -93,7 +93,11 @@ def process_telemetry_batch(job: BatteryJob, batch: DataFrame, batch_id: int) ->
                 ).withColumn("ingest_batch", F.lit(batch_id).cast("long"))
             )
             cached.append(fates)
-            n_new = fates.where(F.col("_reason").isNull()).count()
+            n_new, n_batteries = (
+                fates.where(F.col("_reason").isNull())
+                .agg(F.count(F.lit(1)), F.count_distinct("battery_id"))
+                .first()
+            )
             new = fates.where(F.col("_reason").isNull()).drop("_reason")
             rejected = rejected.unionByName(
                 transforms.rejected_reading_rows(
@@ -123,7 +127,16 @@ def process_telemetry_batch(job: BatteryJob, batch: DataFrame, batch_id: int) ->
             )
             writes.append(
                 lambda: opened.append(
-                    _score_and_alert(job, spark, known, new, refs, batch_id, cached)
+                    _score_and_alert(
+                        job,
+                        spark,
+                        known,
+                        new,
+                        n_new + n_batteries * cfg.forecast.window_days,
+                        refs,
+                        batch_id,
+                        cached,
+                    )
                 )
             )
         _run_side_by_side(writes)
@@ -146,16 +159,22 @@ def _score_and_alert(
     spark: SparkSession,
     known: DataFrame,
     new: DataFrame,
+    rows: int,
     refs: list,
     batch_id: int,
     cached: list[DataFrame],
 ) -> int:
-    """Forecast every new reading, store the forecasts, update the alerts; alerts opened."""
+    """Forecast every new reading, store the forecasts, update the alerts; alerts opened.
+
+    `rows` estimates the history rows the windows need.
+    """
     cfg, paths = job.cfg, job.paths
     history = transforms.history_for(
         new, known.unionByName(new.select(*known.columns)), cfg.forecast.window_days
     )
-    windows = transforms.build_windows(history, new, cfg.forecast.window_days)
+    # About 20k history rows per pandas call; at least one per core.
+    buckets = max(cfg.spark.shuffle_partitions, -(-rows // 20_000))
+    windows = transforms.build_windows(history, new, cfg.forecast.window_days, buckets)
     if len(refs) > 1:
         windows = _checkpoint(windows)
         cached.append(windows)

@@ -18,11 +18,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark import Accumulator
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
-from models.features import MODEL_INPUT_COLUMNS, forecast_failure_days
+from models.features import forecast_failure_days
 from pitstop.errors import PitstopError
 from streaming.tables import FORECAST_SCHEMA
 
@@ -176,41 +178,61 @@ def score_windows(
     target: RegistryTarget,
     loads: Accumulator | None = None,
 ) -> DataFrame:
-    """Forecast each window with `ref`; add days to failure and the predicted failure date."""
-    columns = list(MODEL_INPUT_COLUMNS)
+    """Forecast each window with `ref`; add days to failure and the predicted failure date.
 
-    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    Arrow in, Arrow out: window arrays reach the model as views of one buffer and forecasts
+    leave as one, instead of a Python object per row each way through pandas.
+    """
+    arrow_schema = to_arrow_schema(SCORED_SCHEMA, timezone="UTC")
+
+    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         model = None
         for batch in batches:
-            if batch.empty:
+            if batch.num_rows == 0:
                 continue
-            batch = batch.reset_index(drop=True)
             model = model or cached_model(ref, target, loads, _load_forecaster)
-            forecast = np.asarray(model.predict(batch[columns]), dtype=np.float64)
+            frame = pd.DataFrame(
+                {name: _to_numpy(batch.column(name)) for name in batch.schema.names}
+            )
+            forecast = np.asarray(model.predict(frame), dtype=np.float64)
             days = forecast_failure_days(
-                batch["lifetime_cycles_used"].to_numpy(),
-                batch["battery_rated_cycles"].to_numpy(),
+                frame["lifetime_cycles_used"].to_numpy(),
+                frame["battery_rated_cycles"].to_numpy(),
                 forecast,
             )
-            dates = pd.to_datetime(batch["date"])
-            failure = dates + pd.to_timedelta(np.nan_to_num(days, nan=0.0), unit="D")
             known = ~np.isnan(days)
-            yield pd.DataFrame(
-                {
-                    "battery_id": batch["battery_id"],
-                    "car_id": batch["car_id"],
-                    "date": batch["date"],
-                    "lifetime_cycles_used": batch["lifetime_cycles_used"],
-                    "battery_rated_cycles": batch["battery_rated_cycles"],
-                    "forecast": list(forecast),
-                    "days_to_failure": pd.Series(
-                        np.where(known, days, 0).astype("int64"), dtype="Int32"
-                    ).where(known),
-                    "predicted_failure_date": pd.Series(failure.dt.date).where(known, None),
-                    "model_name": ref.name,
-                    "model_version": ref.version,
-                    "model_role": ref.role,
-                }
+            whole = np.where(known, days, 0).astype("int64")
+            dates = batch.column("date").to_numpy(zero_copy_only=False).astype("datetime64[D]")
+            rows, horizon = forecast.shape
+            values = {
+                "forecast": pa.ListArray.from_arrays(
+                    pa.array(np.arange(0, rows * horizon + 1, horizon, dtype=np.int32)),
+                    pa.array(forecast.ravel()),
+                    type=arrow_schema.field("forecast").type,
+                ),
+                "days_to_failure": pa.array(whole.astype("int32"), mask=~known),
+                "predicted_failure_date": pa.array(
+                    dates + whole.astype("timedelta64[D]"), pa.date32(), mask=~known
+                ),
+                "model_name": pa.array([ref.name] * rows, pa.string()),
+                "model_version": pa.array([ref.version] * rows, pa.string()),
+                "model_role": pa.array([ref.role] * rows, pa.string()),
+            }
+            yield pa.RecordBatch.from_arrays(
+                [
+                    values[f.name] if f.name in values else batch.column(f.name).cast(f.type)
+                    for f in arrow_schema
+                ],
+                schema=arrow_schema,
             )
 
-    return windows.mapInPandas(score, SCORED_SCHEMA)
+    return windows.mapInArrow(score, SCORED_SCHEMA)
+
+
+def _to_numpy(column: pa.Array) -> Any:
+    """An Arrow column as the model's pandas input wants it: lists become per-row views."""
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        values = column.values.to_numpy(zero_copy_only=False)
+        offsets = column.offsets.to_numpy()
+        return [values[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=False)]
+    return column.to_numpy(zero_copy_only=False)
