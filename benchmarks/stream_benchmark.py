@@ -7,7 +7,8 @@ on free ports, Delta tables), four measurements:
   3. scoring patterns on the same ~2,000-row micro-batches: Pitstop's `score_windows`,
      MLflow's `spark_udf` built once, `spark_udf` rebuilt every micro-batch, and the lab's
      collect -> predict -> createDataFrame;
-  4. event-to-alert latency (batch committed - Kafka timestamp) with a 1 s trigger at a sustained ~1,000 readings/s.
+  4. event-to-alert latency (batch committed - Kafka timestamp) with a 1 s trigger at a
+     sustained ~1,000 readings/s.
 Run: python benchmarks/stream_benchmark.py [--quick] [--batteries 200] [--days 400]
 Writes .pitstop/bench/stream.json.
 """
@@ -306,7 +307,7 @@ def scoring_patterns(spark, cfg: PitstopConfig, uri: str, frames: list) -> dict[
     """Time four scoring patterns per micro-batch (interleaved, rotating order)."""
     import mlflow
 
-    from models.features import MODEL_INPUT_COLUMNS
+    from models.features import model_input_columns
     from models.pyfunc import load_forecaster
     from streaming.scoring import ModelRef, RegistryTarget, score_windows
 
@@ -314,7 +315,7 @@ def scoring_patterns(spark, cfg: PitstopConfig, uri: str, frames: list) -> dict[
     ref = ModelRef(name=name, version=version)
     target = RegistryTarget(cfg.mlflow.tracking_uri, cfg.mlflow.registry_uri)
     alias_uri = f"models:/{name}@{cfg.mlflow.alias}"
-    columns = list(MODEL_INPUT_COLUMNS)
+    columns = model_input_columns(frames[0])  # every pattern gets the same inputs
     stock = mlflow.pyfunc.spark_udf(spark, alias_uri, result_type="array<double>")
     lab_model = mlflow.pyfunc.load_model(alias_uri)
     _ = load_forecaster  # the job's loader is used inside score_windows on the workers

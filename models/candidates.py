@@ -7,7 +7,10 @@ forecasts from the window it is given at predict time, so any of them can be the
   (cheap for naive/seasonal models, tens of ms a window for ETS; see `predict_s_per_1k`).
   Windows too short for a model fall back to seasonal naive, then to the window's mean.
 - mlforecast + LightGBM is one global model on lags and rolling means, fitted once.
-- Pitstop's LSTM is one global network, fitted with the same code as `pitstop train rnn`.
+- Pitstop's LSTM is one global network, fitted with the same code as `pitstop train rnn`
+  (health signal histories included as inputs when the readings carry them).
+
+Every candidate ignores input columns it does not use, such as the optional health arrays.
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from models.features import HISTORY_COLUMN, build_training_windows, daily_series
+from models.features import (
+    HISTORY_COLUMN,
+    build_training_windows,
+    daily_series,
+    health_channels,
+)
 from models.pyfunc import (
     ForecastPythonModel,
     forecast_input_example,
@@ -168,6 +176,7 @@ class TrainedLstm(ForecastPythonModel):
         self.spec = spec
         self.window_days = spec.window_days
         self.horizon_days = spec.horizon_days
+        self.extra_inputs = tuple(spec.extra_channels)
 
     def forecast(self, frame: pd.DataFrame) -> np.ndarray:
         """Forecast with the trained network."""
@@ -249,6 +258,8 @@ LSTM_FIT: dict[str, Any] = {
     "batch_size": 256,
 }
 LSTM_FOLD_BUDGET_S = 90.0
+# Options of the LSTM candidate that are not `fit_lstm` arguments.
+_LSTM_OWN_OPTIONS = ("time_budget_s", "health_signals")
 
 
 def _fit_lstm(request: FitRequest, options: dict[str, Any]) -> ForecastPythonModel:
@@ -259,7 +270,12 @@ def _fit_lstm(request: FitRequest, options: dict[str, Any]) -> ForecastPythonMod
     windows, futures = build_training_windows(
         request.history, request.window_days, request.horizon_days
     )
-    spec = LstmSpec(window_days=request.window_days, horizon_days=request.horizon_days)
+    channels = health_channels(request.history) if options.get("health_signals", True) else ()
+    spec = LstmSpec(
+        window_days=request.window_days,
+        horizon_days=request.horizon_days,
+        extra_channels=channels,
+    )
     budget = options.get("time_budget_s", LSTM_FOLD_BUDGET_S)
     if request.time_budget_s is not None:
         budget = min(budget, request.time_budget_s)
@@ -271,7 +287,7 @@ def _fit_lstm(request: FitRequest, options: dict[str, Any]) -> ForecastPythonMod
             windows,
             futures,
             spec,
-            **{k: v for k, v in options.items() if k != "time_budget_s"},
+            **{k: v for k, v in options.items() if k not in _LSTM_OWN_OPTIONS},
             time_budget_s=max(1.0, budget),
             seed=request.seed,
         )
@@ -281,8 +297,16 @@ def _fit_lstm(request: FitRequest, options: dict[str, Any]) -> ForecastPythonMod
 
 
 def lstm_candidate(**options: Any) -> Candidate:
-    """Pitstop's LSTM; `options` override `fit_lstm` settings (e.g. epochs, max_windows)."""
-    settings = {**LSTM_FIT, "time_budget_s": LSTM_FOLD_BUDGET_S, **options}
+    """Pitstop's LSTM; `options` override `fit_lstm` settings (e.g. epochs, max_windows).
+
+    `health_signals=False` trains without the health signal histories even when present.
+    """
+    settings = {
+        **LSTM_FIT,
+        "time_budget_s": LSTM_FOLD_BUDGET_S,
+        "health_signals": True,
+        **options,
+    }
     return Candidate(
         name="lstm",
         library="torch (Pitstop)",

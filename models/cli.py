@@ -109,6 +109,14 @@ def train_rnn_command(
             "(one more fit per fold; 0 = off)",
         ),
     ] = 0,
+    health_signals: Annotated[
+        bool,
+        typer.Option(
+            "--health-signals/--no-health-signals",
+            help="feed the readings' health signals (cranking and resting voltage, charge "
+            "acceptance, temperature) to the LSTM, each one set on at least half the readings",
+        ),
+    ] = True,
 ) -> None:
     """Train the LSTM forecaster, register it, and make it champion if it beats the current one."""
     from models.data import DataError, load_readings, simulated_readings
@@ -143,11 +151,13 @@ def train_rnn_command(
             max_windows=max_windows,
             data_source=source,
             cv_folds=cv,
+            health_signals=health_signals,
         )
     nrmse = result.metrics["holdout_nrmse"]
     champion = result.champion_metrics.get("holdout_nrmse")
     versus = f" vs champion v{result.champion_version} {champion:.4f}" if champion else ""
     console.print(f"Run {result.run_id}: {result.model_name} version {result.version}")
+    console.print(f"Health signal inputs: {', '.join(result.extra_channels) or 'none'}")
     console.print(
         f"Holdout NRMSE {nrmse:.4f}{versus} (weekly baseline "
         f"{result.metrics['baseline_nrmse']:.4f}); trained in {result.seconds:.0f}s"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.features import MODEL_INPUT_COLUMNS, build_history_windows, daily_series
+from models.features import build_history_windows, daily_series, model_input_columns
 from models.metrics import forecast_metrics, seasonal_naive_scale
 from pitstop.errors import PitstopError
 
@@ -166,8 +166,9 @@ def _actuals(observed: pd.DataFrame, inputs: pd.DataFrame, horizon: int) -> np.n
 
 
 def model_inputs(fold: CvFold) -> pd.DataFrame:
-    """The fold's input rows in contract columns only, as a scoring client would send them."""
-    return fold.inputs[list(MODEL_INPUT_COLUMNS)]
+    """The fold's input rows in contract columns only (with the optional health arrays the
+    readings gave), as a scoring client would send them."""
+    return fold.inputs[model_input_columns(fold.inputs)]
 
 
 def score_fold(fold: CvFold, predicted: np.ndarray) -> dict[str, float]:

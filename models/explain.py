@@ -4,7 +4,8 @@ Permutation importance, model-agnostic: any `predict` that honours the forecast 
 (contract rows in, (n, horizon) daily cycles out) can be explained, the LSTM and every
 AutoML candidate alike. For each group of inputs (the last week of history, the weeks
 before, the weekday alignment, the battery's lifetime/rating/age, health signals when the
-rows carry them) the rows' values are shuffled between batteries, the forecast is redone,
+rows carry them, as `<signal>_history` arrays or single values) the rows' values are shuffled
+between batteries, the forecast is redone,
 and the growth of the 30-day forecast error is that group's importance. A group the model
 ignores scores about 0; one it cannot do without scores high.
 """
@@ -20,14 +21,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.features import HISTORY_COLUMN, STATIC_COLUMNS
+from models.features import (
+    HEALTH_COLUMNS,
+    HEALTH_HISTORY_COLUMNS,
+    HEALTH_HISTORY_SUFFIX,
+    HISTORY_COLUMN,
+    STATIC_COLUMNS,
+)
 from pitstop.errors import PitstopError
 
 log = logging.getLogger(__name__)
 
 Predict = Callable[[pd.DataFrame], np.ndarray]
 
-HEALTH_COLUMNS: tuple[str, ...] = ("cranking_voltage_min", "resting_voltage", "ambient_temp_c")
 IMPORTANCE_FILE = "explanation/feature_importance.png"
 IMPORTANCE_JSON = "explanation/feature_importance.json"
 
@@ -92,6 +98,38 @@ def _swap_columns(columns: tuple[str, ...]) -> Callable[[pd.DataFrame, np.random
     return scramble
 
 
+def _swap_health(
+    histories: tuple[str, ...], values: tuple[str, ...]
+) -> Callable[[pd.DataFrame, np.random.Generator], Any]:
+    """Scrambler that gives each row the health signals of another row, all together.
+
+    Day-by-day `histories` are fitted to the row's own history length (the donor's most
+    recent days, NaN before them), so they stay aligned with the row's daily cycles.
+    """
+
+    def fit(donor: Any, days: int) -> np.ndarray:
+        out = np.full(days, np.nan)
+        if donor is None or np.ndim(donor) != 1 or days == 0:
+            return out
+        tail = np.asarray(donor, dtype=np.float64)[-days:]
+        out[days - len(tail) :] = tail
+        return out
+
+    def scramble(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        donors = rng.permutation(len(frame))
+        days = [len(h) for h in frame[HISTORY_COLUMN]]
+        swapped: dict[str, Any] = {}
+        for column in histories:
+            donated = frame[column].tolist()
+            swapped[column] = [fit(donated[d], n) for d, n in zip(donors, days, strict=True)]
+        for column in values:
+            donated = frame[column].to_numpy()[donors]
+            swapped[column] = list(donated) if donated.dtype == object else donated
+        return frame.assign(**swapped)
+
+    return scramble
+
+
 def feature_groups(frame: pd.DataFrame) -> list[FeatureGroup]:
     """The input groups a contract frame carries: lags, weekday alignment, statics, health."""
     longest = max((len(h) for h in frame[HISTORY_COLUMN]), default=0)
@@ -107,10 +145,15 @@ def feature_groups(frame: pd.DataFrame) -> list[FeatureGroup]:
     if statics:
         label = "battery lifetime, rated cycles and age"
         groups.append(FeatureGroup("battery_statics", label, _swap_columns(statics)))
-    health = tuple(c for c in HEALTH_COLUMNS if c in frame.columns)
-    if health:
-        label = "health signals (" + ", ".join(health) + ")"
-        groups.append(FeatureGroup("health_signals", label, _swap_columns(health)))
+    # One group for every health signal, day-by-day arrays and single values alike: they
+    # move together in a failing battery, so scrambling one alone would understate them.
+    histories = tuple(c for c in HEALTH_HISTORY_COLUMNS if c in frame.columns)
+    values = tuple(c for c in HEALTH_COLUMNS if c in frame.columns)
+    if histories or values:
+        names = [c.removesuffix(HEALTH_HISTORY_SUFFIX) for c in histories]
+        names += [c for c in values if c not in names]
+        label = "health signals (" + ", ".join(names) + ")"
+        groups.append(FeatureGroup("health_signals", label, _swap_health(histories, values)))
     return groups
 
 

@@ -4,6 +4,10 @@ Model input contract (DESIGN.md): one row per (battery, reading date) with the b
 recent daily cycle use, oldest first, ending on that date, plus the static fields a
 model needs. Days with no reading inside the window count as parked days (0 cycles).
 Every forecaster returns an (n, horizon) array of daily cycles for the days after.
+
+Readings that carry the contract's optional health signals also give, per signal, an array
+`<signal>_history` aligned day by day with the cycles window (NaN on days without a value).
+They are optional model input: a forecaster that does not use them ignores them.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pitstop.contract import HEALTH_SIGNALS
 from pitstop.errors import PitstopError
 
 HISTORY_COLUMN = "daily_cycles"
@@ -20,6 +25,15 @@ STATIC_COLUMNS: tuple[str, ...] = (
     "battery_age_days",
 )
 MODEL_INPUT_COLUMNS: tuple[str, ...] = (HISTORY_COLUMN, *STATIC_COLUMNS)
+# The contract's optional per-reading health signals (its fields that may be null).
+HEALTH_COLUMNS: tuple[str, ...] = HEALTH_SIGNALS
+HEALTH_HISTORY_SUFFIX = "_history"
+# Optional model input: one array per signal, aligned with the HISTORY_COLUMN window.
+HEALTH_HISTORY_COLUMNS: tuple[str, ...] = tuple(
+    f"{c}{HEALTH_HISTORY_SUFFIX}" for c in HEALTH_COLUMNS
+)
+# Train on a signal only when at least this share of the readings carries it.
+HEALTH_MIN_SHARE = 0.5
 
 
 class FeatureError(PitstopError, ValueError):
@@ -75,16 +89,51 @@ def _battery_starts(dense: pd.DataFrame) -> np.ndarray:
     return np.maximum.accumulate(np.where(first, np.arange(len(ids)), 0))
 
 
+def health_history_columns(columns: pd.Index | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The `<signal>_history` names, in contract order, of the health signals in `columns`."""
+    return tuple(f"{c}{HEALTH_HISTORY_SUFFIX}" for c in HEALTH_COLUMNS if c in set(columns))
+
+
+def model_input_columns(frame: pd.DataFrame) -> list[str]:
+    """MODEL_INPUT_COLUMNS plus the optional health history arrays `frame` carries."""
+    present = set(frame.columns)
+    return [*MODEL_INPUT_COLUMNS, *(c for c in HEALTH_HISTORY_COLUMNS if c in present)]
+
+
+def health_channels(readings: pd.DataFrame, min_share: float = HEALTH_MIN_SHARE) -> tuple[str, ...]:
+    """The `<signal>_history` columns worth training on: signals set in >= `min_share` of rows."""
+    if readings.empty:
+        return ()
+    return tuple(
+        f"{c}{HEALTH_HISTORY_SUFFIX}"
+        for c in HEALTH_COLUMNS
+        if c in readings.columns and readings[c].notna().mean() >= min_share
+    )
+
+
 def _windows_at(dense: pd.DataFrame, positions: np.ndarray, window_days: int) -> pd.DataFrame:
-    """Model input rows for the daily-series rows at `positions` (windows are views)."""
-    cycles = dense["daily_cycles_used"].to_numpy(dtype=np.float64)
+    """Model input rows for the daily-series rows at `positions` (windows are views).
+
+    Each health signal in `dense` gets a `<signal>_history` array over the same days as
+    the cycles window; days without a value (no reading, or a null one) are NaN.
+    """
     begins = np.maximum(_battery_starts(dense)[positions], positions - window_days + 1)
+    spans = [slice(b, p + 1) for b, p in zip(begins, positions, strict=False)]
+    series = {HISTORY_COLUMN: dense["daily_cycles_used"].to_numpy(dtype=np.float64)}
+    for signal in (c for c in HEALTH_COLUMNS if c in dense.columns):
+        # Nullable input (None, pd.NA from JSON or Delta) becomes NaN, as a missing day.
+        values = pd.to_numeric(dense[signal], errors="coerce")
+        series[f"{signal}{HEALTH_HISTORY_SUFFIX}"] = values.to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
+    arrays = {name: [values[s] for s in spans] for name, values in series.items()}
     return pd.DataFrame(
         {
             "battery_id": dense["battery_id"].to_numpy()[positions],
             "date": dense["date"].to_numpy()[positions],
-            HISTORY_COLUMN: [cycles[b : p + 1] for b, p in zip(begins, positions, strict=False)],
+            HISTORY_COLUMN: arrays.pop(HISTORY_COLUMN),
             **{c: dense[c].to_numpy(dtype=np.float64)[positions] for c in STATIC_COLUMNS},
+            **arrays,
         }
     )
 
@@ -99,7 +148,8 @@ def build_history_windows(
     `readings` holds the history (and the targets themselves); `targets` (default: every
     reading) selects the (battery_id, date) rows to build windows for. Windows are
     shorter than `window_days` for batteries with less history. The output keeps
-    battery_id, date and the static columns beside the window.
+    battery_id, date and the static columns beside the window, then a `<signal>_history`
+    array for each health signal column the readings have.
     """
     if window_days < 1:
         raise FeatureError(f"window_days must be at least 1, got {window_days}.")
@@ -118,7 +168,8 @@ def build_history_windows(
         positions = index.get_indexer(wanted) if len(dense) else np.full(len(wanted), -1)
         positions = np.sort(positions[positions >= 0], kind="stable")
     if len(positions) == 0:
-        return pd.DataFrame(columns=["battery_id", "date", *MODEL_INPUT_COLUMNS])
+        columns = ["battery_id", "date", *MODEL_INPUT_COLUMNS]
+        return pd.DataFrame(columns=[*columns, *health_history_columns(readings.columns)])
     return _windows_at(dense, positions, window_days)
 
 
@@ -132,6 +183,7 @@ def build_training_windows(
 
     Only observed dates followed by a full horizon of days inside the same battery's life
     (its first to last reading) are used; `stride` keeps every stride-th day per battery.
+    Health signal columns give `<signal>_history` arrays, as in `build_history_windows`.
     """
     if horizon_days < 1 or stride < 1:
         raise FeatureError("horizon_days and stride must be at least 1.")

@@ -23,10 +23,10 @@ from rich.table import Table
 
 from models.cli import _one_sentence_errors
 from models.features import (
-    MODEL_INPUT_COLUMNS,
     build_history_windows,
     daily_series,
     forecast_failure_date,
+    model_input_columns,
 )
 from pitstop.errors import PitstopError
 
@@ -106,7 +106,7 @@ def forecast_from_readings(
     mine = battery_readings(readings, battery_id, source)
     last = mine.iloc[[-1]]
     window = build_history_windows(mine, window_days, last[["battery_id", "date"]])
-    forecast = np.asarray(predict(window[list(MODEL_INPUT_COLUMNS)]), dtype=np.float64)[0]
+    forecast = np.asarray(predict(window[model_input_columns(window)]), dtype=np.float64)[0]
     return _assemble(mine, last.iloc[0], forecast, model, source, history_days)
 
 

@@ -13,8 +13,10 @@ is dominated by a per-battery weekday pattern, so starting from it lets a few ep
 two cores reach what many epochs of learning the pattern from scratch would.
 
 Per-timestep channels are the scaled daily cycles, the padding mask, then any
-`extra_channels`: array columns aligned with `daily_cycles` (e.g. future health-signal
-arrays), standardised with statistics frozen at training time.
+`extra_channels`: array columns aligned with `daily_cycles` (the `<signal>_history` health
+arrays of `models.features`), standardised with statistics frozen at training time. A
+missing value, a null array or an absent column is the training mean (0 once standardised):
+health signals are optional input, so a reading without them still gets a forecast.
 """
 
 from __future__ import annotations
@@ -105,6 +107,16 @@ def _as_arrays(values: Sequence[object]) -> list[np.ndarray]:
     return [np.asarray(v, dtype=np.float64).ravel() for v in values]
 
 
+def _optional_arrays(values: Sequence[object]) -> list[np.ndarray]:
+    """Like `_as_arrays`, but a null row (None, NaN) is an empty array: no values at all."""
+    return [
+        np.zeros(0)
+        if v is None or (np.ndim(v) == 0 and pd.isna(v))
+        else np.asarray(v, dtype=np.float64).ravel()
+        for v in values
+    ]
+
+
 def _left_pad(arrays: list[np.ndarray], width: int, fill: float) -> tuple[np.ndarray, np.ndarray]:
     """Right-align each array in a (n, width) matrix; returns the matrix and lengths used."""
     lengths = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
@@ -147,7 +159,9 @@ def encode_windows(
     """Model-input rows -> float32 network input (n, window, channels), baseline, scale.
 
     Histories longer than the window keep their most recent days; missing values (NaN)
-    count as parked days, as in `models.features`.
+    count as parked days, as in `models.features`. Extra channels are right-aligned with the
+    history (their last value is the reading's day); a missing value, a null array or an
+    absent column counts as the training mean.
     """
     if HISTORY_COLUMN not in frame.columns:
         raise LstmError(f"Model input needs a '{HISTORY_COLUMN}' column.")
@@ -162,8 +176,10 @@ def encode_windows(
     channels = [scaled, real.astype(np.float64)]
     for name in spec.extra_channels:
         if name not in frame.columns:
-            raise LstmError(f"Model input needs the array column '{name}' this model uses.")
-        values, _ = _left_pad(_as_arrays(frame[name].tolist()), spec.window_days, np.nan)
+            # Optional input (the stream may not carry it): the standardised mean, 0.
+            channels.append(np.zeros_like(scaled))
+            continue
+        values, _ = _left_pad(_optional_arrays(frame[name].tolist()), spec.window_days, np.nan)
         mean, std = spec.channel_stats.get(name, (0.0, 1.0))
         channels.append(np.nan_to_num((values - mean) / (std or 1.0), nan=0.0))
     baseline = weekly_baseline(scaled, used, spec.horizon_days).astype(np.float32)
@@ -220,8 +236,12 @@ def _extra_stats(frame: pd.DataFrame, names: Sequence[str]) -> dict[str, tuple[f
     for name in names:
         if name not in frame.columns:
             raise LstmError(f"Extra channel '{name}' is not a column of the training windows.")
-        values = np.concatenate(_as_arrays(frame[name].tolist()))
-        stats[name] = (float(np.nanmean(values)), float(np.nanstd(values) or 1.0))
+        values = np.concatenate([np.zeros(0), *_optional_arrays(frame[name].tolist())])
+        values = values[np.isfinite(values)]
+        if len(values) == 0:
+            raise LstmError(f"Extra channel '{name}' has no values in the training windows.")
+        std = float(values.std())
+        stats[name] = (float(values.mean()), std if std > 0 else 1.0)
     return stats
 
 

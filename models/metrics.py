@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from models.features import STATIC_COLUMNS, build_history_windows
+from models.features import build_history_windows, model_input_columns
 from pitstop.errors import PitstopError
 
 
@@ -137,8 +137,7 @@ def evaluate_holdout(
 ) -> dict[str, float]:
     """Forecast metrics of `predict` on a holdout (see `models.data.split_holdout`)."""
     inputs, actual = holdout_targets(train, holdout, window_days, horizon_days)
-    columns = ["daily_cycles", *STATIC_COLUMNS]
-    predicted = np.asarray(predict(inputs[columns]), dtype=np.float64)
+    predicted = np.asarray(predict(inputs[model_input_columns(inputs)]), dtype=np.float64)
     if predicted.shape != actual.shape:
         raise MetricError(f"The model returned {predicted.shape}, expected {actual.shape}.")
     series = [

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.features import HISTORY_COLUMN, MODEL_INPUT_COLUMNS
+from models.features import HEALTH_HISTORY_SUFFIX, HISTORY_COLUMN, MODEL_INPUT_COLUMNS
 from pitstop.errors import PitstopError
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,14 @@ _METRICS: tuple[tuple[str, str], ...] = (
     ("mase", "Error relative to a typical week-to-week change (MASE)"),
 )
 
+# Plain-language names of the health signals a model may look at.
+HEALTH_LABELS = {
+    "cranking_voltage_min": "the lowest voltage while starting the engine",
+    "resting_voltage": "the voltage at rest",
+    "charge_acceptance": "how well the battery takes a charge",
+    "ambient_temp_c": "the outside temperature",
+}
+
 BASELINE_NOTES = {
     "seasonal naive": "repeats each battery's last week, day by day",
     "weekly baseline": "repeats each weekday's median over the battery's last four weeks",
@@ -74,8 +82,12 @@ def render_model_card(
     window_days: int = 60,
     horizon_days: int = 30,
     alert_within_days: int = 30,
+    extra_inputs: Sequence[str] = (),
 ) -> str:
-    """The model card as Markdown (pure: no MLflow)."""
+    """The model card as Markdown (pure: no MLflow).
+
+    `extra_inputs` are the optional health signal histories the model reads.
+    """
     if "nrmse" not in metrics:
         raise ModelCardError("A model card needs the model's holdout 'nrmse' metric.")
     written = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -106,7 +118,7 @@ def render_model_card(
         "first. A day without a reading counts as a day the car was parked (0 cycles).",
         "- The cycles used in the battery's life so far, the cycles it is rated for, and its "
         "age in days.",
-        "- Nothing else: not the owner's plans, the weather or the calendar of holidays.",
+        *_health_inputs_lines(extra_inputs),
         "",
         "## Training data and period",
         "",
@@ -174,6 +186,7 @@ def log_model_card(
     window_days: int = 60,
     horizon_days: int = 30,
     alert_within_days: int = 30,
+    extra_inputs: Sequence[str] = (),
 ) -> str:
     """Write the card, log it as the run's `model_card.md` and make it the version's description.
 
@@ -196,6 +209,7 @@ def log_model_card(
         window_days=window_days,
         horizon_days=horizon_days,
         alert_within_days=alert_within_days,
+        extra_inputs=extra_inputs,
     )
     client = MlflowClient()
     try:
@@ -244,12 +258,14 @@ def document_forecaster(
     alert_within_days: int = 30,
     limits: Sequence[str] = DEFAULT_LIMITS,
     max_rows: int = 300,
+    extra_inputs: Sequence[str] = (),
 ) -> str:
     """Explain a registered forecaster on its holdout and log its model card; returns the card.
 
     `metrics` are the model's holdout metrics without prefix (nrmse, mae, ...); the seasonal
     naive baseline is scored on the same holdout and added to `baselines` (also logged as
-    `seasonal_naive_*` metrics). Works for any forecaster of the contract.
+    `seasonal_naive_*` metrics). Works for any forecaster of the contract; `extra_inputs`
+    (the optional health arrays the model reads) are explained and listed on the card.
     """
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
@@ -258,9 +274,9 @@ def document_forecaster(
     from models.metrics import evaluate_holdout, holdout_targets
 
     inputs, actual = holdout_targets(train, holdout, window_days, horizon_days)
-    importance = log_explanation(
-        predict, inputs[list(MODEL_INPUT_COLUMNS)], actual, run_id=run_id, max_rows=max_rows
-    )
+    # Only what the model reads: health arrays it ignores would show as a 0% driver.
+    columns = [*MODEL_INPUT_COLUMNS, *(c for c in extra_inputs if c in inputs.columns)]
+    importance = log_explanation(predict, inputs[columns], actual, run_id=run_id, max_rows=max_rows)
     naive = evaluate_holdout(
         lambda frame: seasonal_naive_forecast(frame, horizon_days),
         train,
@@ -298,7 +314,24 @@ def document_forecaster(
         window_days=window_days,
         horizon_days=horizon_days,
         alert_within_days=alert_within_days,
+        extra_inputs=extra_inputs,
     )
+
+
+def _health_inputs_lines(extra_inputs: Sequence[str]) -> list[str]:
+    """The card's lines on health signals: which ones it reads, or that it reads none."""
+    if not extra_inputs:
+        return ["- Nothing else: not the owner's plans, the weather or the calendar of holidays."]
+    signals = [name.removesuffix(HEALTH_HISTORY_SUFFIX) for name in extra_inputs]
+    described = "; ".join(
+        f"{HEALTH_LABELS.get(s, s.replace('_', ' '))} (`{name}`)"
+        for s, name in zip(signals, extra_inputs, strict=True)
+    )
+    return [
+        f"- The battery's health signals, day by day over the same days: {described}. "
+        "They are optional: a day or a battery without them counts as an average one.",
+        "- Nothing else: not the owner's plans, the weather to come or the calendar of holidays.",
+    ]
 
 
 def _data_summary(data: Mapping[str, Any]) -> str:

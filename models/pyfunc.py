@@ -6,6 +6,10 @@ Input: one row per battery and reading date with the MODEL_INPUT_COLUMNS of
 subclasses `ForecastPythonModel` and logs with `forecast_signature()` and
 `forecast_input_example()` can be the champion: the streaming job neither knows nor
 cares which one it scores with.
+
+A model that also reads health signals (`extra_inputs`, e.g. `resting_voltage_history`)
+declares them as optional inputs: rows may carry them or not, and a model that does not
+use them ignores them.
 """
 
 from __future__ import annotations
@@ -23,7 +27,12 @@ from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import Array, ColSpec, DataType, Schema, TensorSpec
 
-from models.features import HISTORY_COLUMN, MODEL_INPUT_COLUMNS, STATIC_COLUMNS
+from models.features import (
+    HEALTH_HISTORY_SUFFIX,
+    HISTORY_COLUMN,
+    MODEL_INPUT_COLUMNS,
+    STATIC_COLUMNS,
+)
 from pitstop.errors import PitstopError
 
 log = logging.getLogger(__name__)
@@ -42,38 +51,74 @@ class ForecastInputError(PitstopError, MlflowException, ValueError):
         super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
 
 
-def forecast_signature(horizon_days: int = 30) -> ModelSignature:
-    """Contract signature: MODEL_INPUT_COLUMNS in, an (n, horizon) double tensor out."""
+def forecast_signature(
+    horizon_days: int = 30, optional_arrays: tuple[str, ...] = ()
+) -> ModelSignature:
+    """Contract signature: MODEL_INPUT_COLUMNS in, an (n, horizon) double tensor out.
+
+    `optional_arrays` (a model's `extra_inputs`) are declared as optional double arrays. A
+    request may leave such a column out, or send null for a row; MLflow's check refuses a
+    record that lacks a key other records in the same request have (pandas fills it NaN).
+    """
     inputs = Schema(
         [
             ColSpec(Array(DataType.double), HISTORY_COLUMN),
             *[ColSpec(DataType.double, name) for name in STATIC_COLUMNS],
+            *[ColSpec(Array(DataType.double), name, required=False) for name in optional_arrays],
         ]
     )
     outputs = Schema([TensorSpec(np.dtype(np.float64), (-1, horizon_days))])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def forecast_input_example(window_days: int = 60) -> pd.DataFrame:
-    """Two contract rows: a battery with a full window and a new one with a week of history."""
+# A plausible day of each health signal, for input examples: volts, volts, share, deg C.
+_EXAMPLE_HEALTH = {
+    "cranking_voltage_min": (10.2, 0.1),
+    "resting_voltage": (12.65, 0.02),
+    "charge_acceptance": (0.85, 0.02),
+    "ambient_temp_c": (14.0, 3.0),
+}
+
+
+def forecast_input_example(
+    window_days: int = 60, optional_arrays: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """Two contract rows: a battery with a full window and a new one with a week of history.
+
+    `optional_arrays` add those health history arrays, aligned with each row's history.
+    """
     week = [1.2, 1.1, 1.2, 1.3, 1.4, 0.7, 0.5]
     full = (week * (window_days // 7 + 1))[-window_days:]
-    return pd.DataFrame(
+    histories = [[float(v) for v in full], week[: min(7, window_days)]]
+    frame = pd.DataFrame(
         {
-            HISTORY_COLUMN: [[float(v) for v in full], week[: min(7, window_days)]],
+            HISTORY_COLUMN: histories,
             "lifetime_cycles_used": [412.5, 8.1],
             "battery_rated_cycles": [500.0, 750.0],
             "battery_age_days": [388.0, 7.0],
         }
     )
+    for name in optional_arrays:
+        level, swing = _EXAMPLE_HEALTH.get(name.removesuffix(HEALTH_HISTORY_SUFFIX), (1.0, 0.1))
+        frame[name] = [
+            [round(level + swing * ((day % 7) - 3) / 3, 3) for day in range(len(h))]
+            for h in histories
+        ]
+    return frame
 
 
 def coerce_model_input(
-    model_input: pd.DataFrame | dict[str, Any], max_days: int | None = None
+    model_input: pd.DataFrame | dict[str, Any],
+    max_days: int | None = None,
+    array_columns: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """Contract columns as a DataFrame: history arrays as float64 ndarrays, statics as floats.
 
     `max_days` (the model's window) rejects longer histories instead of silently cutting them.
+    `array_columns` are optional arrays the model reads beside the history (its
+    `extra_inputs`): each, when present, must be as long as the row's history; a null or
+    empty array (Arrow's view of a null list) and null values inside one are missing values
+    (NaN). Other columns pass through untouched.
     """
     frame = pd.DataFrame(model_input) if isinstance(model_input, dict) else model_input
     if not isinstance(frame, pd.DataFrame):
@@ -101,17 +146,48 @@ def coerce_model_input(
     out[HISTORY_COLUMN] = histories
     for name in STATIC_COLUMNS:
         out[name] = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
+    for name in array_columns:
+        if name in frame.columns:
+            out[name] = _aligned_arrays(frame[name].tolist(), histories, name)
     for name in frame.columns:
         if name not in out.columns:
             out[name] = frame[name].to_numpy()
     return out
 
 
+def _aligned_arrays(values: list[Any], histories: list[np.ndarray], name: str) -> list[np.ndarray]:
+    """Optional per-day arrays as float64, one per history and as long; null/empty -> NaN."""
+    out = []
+    for value, history in zip(values, histories, strict=True):
+        if value is None or (np.ndim(value) == 0 and pd.isna(value)) or np.size(value) == 0:
+            out.append(np.full(len(history), np.nan))
+            continue
+        try:
+            # None inside the array is a day without a value.
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ForecastInputError(f"Every '{name}' must be an array of numbers.") from None
+        if array.ndim != 1 or len(array) != len(history):
+            raise ForecastInputError(
+                f"Every '{name}' must be null or an array as long as its '{HISTORY_COLUMN}' "
+                "(one value per day, oldest first)."
+            )
+        if np.isinf(array).any():
+            raise ForecastInputError(f"Every '{name}' value must be finite (or null).")
+        out.append(array)
+    return out
+
+
 class ForecastPythonModel(mlflow.pyfunc.PythonModel):
-    """Base of every Pitstop forecaster: `predict` checks the contract, `forecast` does the work."""
+    """Base of every Pitstop forecaster: `predict` checks the contract, `forecast` does the work.
+
+    `extra_inputs` names the optional array columns (health signal histories) a subclass
+    reads; rows without them still get a forecast.
+    """
 
     window_days: int = 60
     horizon_days: int = 30
+    extra_inputs: tuple[str, ...] = ()
 
     def forecast(self, frame: pd.DataFrame) -> np.ndarray:
         """(n, horizon) daily cycles for contract rows already coerced; subclasses implement."""
@@ -121,7 +197,9 @@ class ForecastPythonModel(mlflow.pyfunc.PythonModel):
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> np.ndarray:
         """The pyfunc entry point: contract rows -> (n, horizon) float64 forecast."""
-        frame = coerce_model_input(model_input, max_days=self.window_days)
+        frame = coerce_model_input(
+            model_input, max_days=self.window_days, array_columns=self.extra_inputs
+        )
         if frame.empty:
             return np.zeros((0, self.horizon_days))
         return np.asarray(self.forecast(frame), dtype=np.float64)
@@ -133,6 +211,7 @@ class LstmForecastModel(ForecastPythonModel):
     def __init__(self) -> None:
         self._model: Any = None
         self._spec: Any = None
+        self._warned_missing = False
 
     def load_context(self, context: Any) -> None:
         """Rebuild the network from the logged artifact folder."""
@@ -141,6 +220,8 @@ class LstmForecastModel(ForecastPythonModel):
         self._model, self._spec = load_lstm(context.artifacts[LSTM_ARTIFACT])
         self.window_days = self._spec.window_days
         self.horizon_days = self._spec.horizon_days
+        self.extra_inputs = tuple(self._spec.extra_channels)
+        self._warned_missing = False
 
     def forecast(self, frame: pd.DataFrame) -> np.ndarray:
         """Forecast with the loaded network."""
@@ -148,6 +229,16 @@ class LstmForecastModel(ForecastPythonModel):
 
         if self._model is None:
             raise RuntimeError("The LSTM is not loaded; load the model through MLflow.")
+        missing = [c for c in self.extra_inputs if c not in frame.columns]
+        if missing and not self._warned_missing:
+            # Allowed (the inputs are optional), but worth one line: the forecasts are not
+            # the ones this model was validated with.
+            log.warning(
+                "Scoring without %s: this model was trained with them and takes them as "
+                "missing values",
+                ", ".join(missing),
+            )
+            self._warned_missing = True
         return predict_lstm(self._model, self._spec, frame)
 
 
@@ -173,8 +264,8 @@ def log_lstm_model(
             name=name,
             python_model=LstmForecastModel(),
             artifacts={LSTM_ARTIFACT: str(folder)},
-            signature=forecast_signature(spec.horizon_days),
-            input_example=forecast_input_example(spec.window_days),
+            signature=forecast_signature(spec.horizon_days, tuple(spec.extra_channels)),
+            input_example=forecast_input_example(spec.window_days, tuple(spec.extra_channels)),
             # Stated, not inferred: inference loads the model in a subprocess, seconds a log.
             pip_requirements=forecast_requirements(torch=torch.__version__.split("+")[0]),
         )
@@ -229,7 +320,7 @@ class Forecaster:
             return np.zeros((0, self.horizon))
         # No window limit here: the stream builds windows from its own configuration, and a
         # model with a shorter window uses the most recent days of a longer one.
-        rows = coerce_model_input(frame)
+        rows = coerce_model_input(frame, array_columns=self.python_model.extra_inputs)
         return np.asarray(self.python_model.forecast(rows), dtype=np.float64)
 
 

@@ -306,7 +306,9 @@ def _document(
             if r.candidate.baseline and r.ranked and r.name != "seasonal_naive"
         }
         document_forecaster(
-            predict=lambda rows_: model.forecast(coerce_model_input(rows_)),
+            predict=lambda rows_: model.forecast(
+                coerce_model_input(rows_, array_columns=model.extra_inputs)
+            ),
             model_name=name,
             version=version,
             run_id=run_id,
@@ -323,6 +325,7 @@ def _document(
             horizon_days=last.horizon,
             alert_within_days=cfg.forecast.alert_within_days,
             max_rows=rows,
+            extra_inputs=model.extra_inputs,
         )
     except Exception as exc:  # the version is registered: a missing card must not undo that
         log.warning("Could not write the model card of %s v%s: %s", name, version, exc)
@@ -331,4 +334,5 @@ def _document(
 
 def fold_forecasts(model: Any, fold: CvFold) -> np.ndarray:
     """A fitted contract model's forecast of a fold's inputs (for reports and benchmarks)."""
-    return np.asarray(model.forecast(coerce_model_input(model_inputs(fold))), dtype=np.float64)
+    rows = coerce_model_input(model_inputs(fold), array_columns=model.extra_inputs)
+    return np.asarray(model.forecast(rows), dtype=np.float64)

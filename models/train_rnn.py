@@ -4,6 +4,9 @@ One run logs: parameters, train/validation loss per epoch, a loss-curve PNG, hol
 metrics (and those of the weekly baseline the LSTM corrects, to show what it adds), the
 pyfunc with signature and input example. The new version takes the champion alias only
 when it beats the current champion on the same holdout, or when forced.
+
+When the training readings carry health signals (each set on at least half the readings),
+their day-by-day histories are extra LSTM inputs, unless `health_signals=False`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import pandas as pd
 import torch
 
 from models.data import split_holdout
-from models.features import build_training_windows
+from models.features import build_training_windows, health_channels
 from models.lstm import FitResult, LstmSpec, encode_windows, fit_lstm, predict_lstm
 from models.metrics import evaluate_holdout
 from models.model_card import document_forecaster
@@ -53,6 +56,7 @@ class TrainResult:
     champion_version: str | None = None
     champion_metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    extra_channels: tuple[str, ...] = ()
 
 
 def train_rnn(
@@ -71,6 +75,7 @@ def train_rnn(
     threads: int | None = None,
     data_source: str = "in-memory readings",
     cv_folds: int = 0,
+    health_signals: bool = True,
 ) -> TrainResult:
     """Train, log, register and (if better or forced) promote one LSTM version.
 
@@ -78,13 +83,17 @@ def train_rnn(
     under two minutes on two cores; `threads` (default 1) sets torch's threads for the
     fit only. `cv_folds` > 0 also logs the AutoML sweep's cross-validation metrics
     (`cv_nrmse`, ...) for these settings, refitting once per fold, so the two compare.
+    `health_signals` (default on) feeds the readings' health signal histories to the network
+    when they are present (see `models.features.health_channels`).
     """
     started = time.perf_counter()
     window, horizon = cfg.forecast.window_days, cfg.forecast.horizon_days
     name, alias = cfg.mlflow.models.rnn, cfg.mlflow.alias
     train, holdout = split_holdout(readings, horizon)
     windows, futures = build_training_windows(train, window, horizon)
-    spec = LstmSpec(window_days=window, horizon_days=horizon)
+    channels = health_channels(train) if health_signals else ()
+    log.info("Health signal inputs: %s", ", ".join(channels) or "none")
+    spec = LstmSpec(window_days=window, horizon_days=horizon, extra_channels=channels)
     configure_mlflow(cfg)
     with mlflow.start_run(run_name=f"rnn-{time.strftime('%Y%m%d-%H%M%S')}") as run:
         mlflow.set_tag("pitstop.model_kind", "lstm")
@@ -108,6 +117,9 @@ def train_rnn(
                 "patience": patience,
                 "val_fraction": val_fraction,
                 "seed": seed,
+                "health_signals": health_signals,
+                # The LSTM's extra inputs; "none" when off or the readings lack them.
+                "extra_channels": ",".join(channels) or "none",
             }
         )
         fit = _fit(
@@ -135,6 +147,7 @@ def train_rnn(
                 "patience": patience,
                 "val_fraction": val_fraction,
                 "time_budget_s": time_budget_s,
+                "health_signals": health_signals,
             }
             metrics.update(_cv_metrics(readings, cv_folds, window, horizon, seed, cv_options))
         mlflow.log_metrics(metrics)
@@ -172,6 +185,7 @@ def train_rnn(
         champion_version=champion_version,
         champion_metrics=champion_metrics,
         seconds=seconds,
+        extra_channels=fit.spec.extra_channels,
     )
 
 
@@ -302,6 +316,7 @@ def _document(
             window_days=cfg.forecast.window_days,
             horizon_days=cfg.forecast.horizon_days,
             alert_within_days=cfg.forecast.alert_within_days,
+            extra_inputs=fit.spec.extra_channels,
         )
     except Exception as exc:  # the version is registered: a missing card must not undo that
         log.warning("Could not write the model card of %s v%s: %s", name, version, exc)

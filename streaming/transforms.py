@@ -13,7 +13,13 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from models.features import HISTORY_COLUMN, STATIC_COLUMNS, build_history_windows
+from models.features import (
+    HEALTH_COLUMNS,
+    HEALTH_HISTORY_COLUMNS,
+    HISTORY_COLUMN,
+    STATIC_COLUMNS,
+    build_history_windows,
+)
 from pitstop.validation import Checked, check_telemetry
 from streaming.tables import READING_SCHEMA
 
@@ -39,6 +45,9 @@ WINDOW_SCHEMA = T.StructType(
         T.StructField("date", T.DateType()),
         T.StructField(HISTORY_COLUMN, T.ArrayType(T.DoubleType())),
         *[T.StructField(c, T.DoubleType()) for c in STATIC_COLUMNS],
+        # Health signals aligned with the history (null where a battery never sent one):
+        # optional model inputs, read only by models trained with them.
+        *[T.StructField(c, T.ArrayType(T.DoubleType())) for c in HEALTH_HISTORY_COLUMNS],
     ]
 )
 
@@ -246,7 +255,9 @@ def history_for(readings: DataFrame, telemetry: DataFrame, window_days: int) -> 
     return (
         telemetry.join(F.broadcast(spans), "battery_id")
         .where((F.col("date") >= F.col("_from")) & (F.col("date") <= F.col("_to")))
-        .select("battery_id", "car_id", "date", "daily_cycles_used", *STATIC_COLUMNS)
+        .select(
+            "battery_id", "car_id", "date", "daily_cycles_used", *STATIC_COLUMNS, *HEALTH_COLUMNS
+        )
     )
 
 
@@ -275,6 +286,9 @@ def build_windows(
             .to_numpy()
         )
         frame["date"] = frame["date"].dt.date
+        for name in HEALTH_HISTORY_COLUMNS:
+            if name not in frame.columns:  # the history has no such signal: a null array
+                frame[name] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
         return frame[WINDOW_SCHEMA.fieldNames()]
 
     bucket = F.pmod(F.xxhash64("battery_id"), F.lit(max(1, buckets)))

@@ -89,6 +89,30 @@ def test_groups_follow_what_the_rows_carry() -> None:
     assert keys[-1] == "health_signals" and "older_days" in keys
 
 
+def test_health_history_arrays_are_one_group_kept_aligned() -> None:
+    frame = contract_rows(n=40)
+    frame["daily_cycles"] = [h[-(10 + i % 30) :] for i, h in enumerate(frame["daily_cycles"])]
+    level = np.random.default_rng(2).uniform(11.0, 13.0, len(frame))
+    frame["resting_voltage_history"] = [
+        np.full(len(h), v) for h, v in zip(frame["daily_cycles"], level, strict=True)
+    ]
+    frame["ambient_temp_c_history"] = [np.zeros(len(h)) for h in frame["daily_cycles"]]
+    group = feature_groups(frame)[-1]
+    assert group.key == "health_signals"
+    assert group.label == "health signals (resting_voltage, ambient_temp_c)"
+    scrambled = group.scramble(frame, np.random.default_rng(0))
+    for column in ("resting_voltage_history", "ambient_temp_c_history"):
+        assert [len(a) for a in scrambled[column]] == [len(h) for h in frame["daily_cycles"]]
+
+    def by_voltage(rows: pd.DataFrame) -> np.ndarray:
+        voltage = np.array([np.nanmean(a) for a in rows["resting_voltage_history"]])
+        return np.repeat(voltage[:, None], HORIZON, axis=1)
+
+    by_key = permutation_importance(by_voltage, frame, by_voltage(frame) + 0.1)
+    by_key = by_key.set_index("key")["importance_pct"]
+    assert by_key["health_signals"] > 100 and abs(by_key["recent_days"]) < 1e-9
+
+
 def test_explaining_needs_rows_to_shuffle_and_matching_shapes() -> None:
     frame = contract_rows(n=1)
     with pytest.raises(ExplanationError, match="at least two rows"):

@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Array
 
 from models.data import DataError, load_readings, simulated_readings, split_holdout
-from models.features import MODEL_INPUT_COLUMNS
+from models.features import HEALTH_HISTORY_COLUMNS, MODEL_INPUT_COLUMNS
 from models.pyfunc import ForecastInputError, forecast_input_example, load_forecaster
 from models.registry import resolve_alias
 from models.train_rnn import TrainResult, ensure_champion, train_rnn
@@ -74,12 +75,58 @@ def test_logged_model_has_the_contract_signature_and_input_example(
 ) -> None:
     info = mlflow.models.get_model_info(f"models:/{cfg.mlflow.models.rnn}/1")
     inputs = info.signature.inputs
-    assert inputs.input_names() == list(MODEL_INPUT_COLUMNS)
+    # The simulated fleet carries health signals: the model takes them, as optional input.
+    assert inputs.required_input_names() == list(MODEL_INPUT_COLUMNS)
+    assert inputs.optional_input_names() == list(HEALTH_HISTORY_COLUMNS)
     assert isinstance(inputs.inputs[0].type, Array)
     assert info.signature.outputs.inputs[0].shape == (-1, 30)
     model = mlflow.pyfunc.load_model(f"models:/{cfg.mlflow.models.rnn}/1")
     example = model.input_example
     assert example is not None and len(example) == 2
+    assert list(example.columns) == [*MODEL_INPUT_COLUMNS, *HEALTH_HISTORY_COLUMNS]
+    params = MlflowClient().get_run(first.run_id).data.params
+    assert params["extra_channels"] == ",".join(HEALTH_HISTORY_COLUMNS)
+    assert first.extra_channels == HEALTH_HISTORY_COLUMNS
+    card = MlflowClient().get_model_version(cfg.mlflow.models.rnn, "1").description
+    assert "`resting_voltage_history`" in card
+
+
+def test_health_model_scores_through_mlflow_with_or_without_health_arrays(
+    cfg: PitstopConfig, first: TrainResult
+) -> None:
+    model = mlflow.pyfunc.load_model(f"models:/{cfg.mlflow.models.rnn}/1")
+    example = forecast_input_example(60, HEALTH_HISTORY_COLUMNS)
+    with_health = model.predict(example)
+    without = model.predict(example[list(MODEL_INPUT_COLUMNS)])
+    assert with_health.shape == without.shape == (2, 30)
+    nulls = example.assign(resting_voltage_history=[None, None])
+    assert np.isfinite(model.predict(nulls)).all()
+    # Wrong input is still a client error (MLflow answers these with 400).
+    for bad in (
+        example.assign(resting_voltage_history=[[1.0, 2.0], [1.0]]),
+        example.assign(resting_voltage_history=[["high"] * 60, ["low"] * 7]),
+        example.drop(columns="daily_cycles"),
+    ):
+        with pytest.raises(MlflowException) as raised:
+            model.predict(bad)
+        assert raised.value.get_http_status_code() == 400
+
+
+def test_training_without_health_signals_when_told(
+    cfg: PitstopConfig, readings: pd.DataFrame, first: TrainResult
+) -> None:
+    other = cfg.model_copy(
+        update={
+            "mlflow": cfg.mlflow.model_copy(
+                update={"models": cfg.mlflow.models.model_copy(update={"rnn": "plain-rnn"})}
+            )
+        }
+    )
+    plain = train_rnn(other, readings, health_signals=False, **{**FAST, "epochs": 1})
+    assert plain.extra_channels == ()
+    assert MlflowClient().get_run(plain.run_id).data.params["extra_channels"] == "none"
+    info = mlflow.models.get_model_info(f"models:/plain-rnn/{plain.version}")
+    assert info.signature.inputs.input_names() == list(MODEL_INPUT_COLUMNS)
 
 
 def test_champion_loads_by_alias_through_pyfunc_and_the_fast_path(

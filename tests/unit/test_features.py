@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 
 from models.features import (
+    HEALTH_COLUMNS,
+    HEALTH_HISTORY_COLUMNS,
     MODEL_INPUT_COLUMNS,
     FeatureError,
     build_history_windows,
@@ -14,7 +16,10 @@ from models.features import (
     daily_series,
     forecast_failure_date,
     forecast_failure_days,
+    health_channels,
+    model_input_columns,
 )
+from pitstop.contract import HEALTH_SIGNALS
 
 pytestmark = pytest.mark.unit
 
@@ -96,6 +101,87 @@ def test_history_windows_missing_static_column() -> None:
     readings = _readings("b1", "2024-01-01", [1.0]).drop(columns="battery_age_days")
     with pytest.raises(FeatureError, match="battery_age_days"):
         build_history_windows(readings, 3)
+
+
+def _with_health(readings: pd.DataFrame) -> pd.DataFrame:
+    """Resting voltage 12.0, 12.1, ... by day; temperature the day number; one null reading."""
+    day = (pd.to_datetime(readings["date"]) - pd.Timestamp("2024-01-01")).dt.days.to_numpy()
+    resting = (12.0 + 0.1 * day).astype(object)
+    resting[day == 1] = None  # a reading without the signal (sensor dropout)
+    return readings.assign(resting_voltage=resting, ambient_temp_c=day.astype(float))
+
+
+def test_windows_carry_health_arrays_aligned_with_the_cycles() -> None:
+    readings = _with_health(_readings("b1", "2024-01-01", [1.0, 2.0, 3.0, 4.0, 5.0], skip=(2,)))
+    windows = build_history_windows(readings, window_days=3)
+    assert list(windows.columns) == [
+        "battery_id",
+        "date",
+        *MODEL_INPUT_COLUMNS,
+        "resting_voltage_history",
+        "ambient_temp_c_history",
+    ]
+    last = windows.iloc[-1]  # days 2 (parked, no reading), 3 and 4
+    assert last["daily_cycles"].tolist() == [0.0, 4.0, 5.0]
+    assert np.allclose(last["resting_voltage_history"], [np.nan, 12.3, 12.4], equal_nan=True)
+    assert np.allclose(last["ambient_temp_c_history"], [np.nan, 3.0, 4.0], equal_nan=True)
+    second = windows.iloc[1]  # days 0 and 1, day 1 read without a resting voltage
+    assert np.allclose(second["resting_voltage_history"], [12.0, np.nan], equal_nan=True)
+    for _, row in windows.iterrows():
+        assert len(row["resting_voltage_history"]) == len(row["daily_cycles"])
+    assert model_input_columns(windows)[-2:] == [
+        "resting_voltage_history",
+        "ambient_temp_c_history",
+    ]
+
+
+def test_training_windows_carry_the_same_health_arrays() -> None:
+    readings = _with_health(_readings("b1", "2024-01-01", [float(i) for i in range(1, 9)]))
+    windows, _ = build_training_windows(readings, window_days=4, horizon_days=3)
+    assert "cranking_voltage_min_history" not in windows.columns
+    assert np.allclose(windows["ambient_temp_c_history"].iloc[4], [1.0, 2.0, 3.0, 4.0])
+    assert np.allclose(
+        windows["resting_voltage_history"].iloc[2], [12.0, np.nan, 12.2], equal_nan=True
+    )
+
+
+def test_windows_without_health_signals_have_no_health_columns() -> None:
+    empty = build_history_windows(
+        _with_health(_readings("b1", "2024-01-01", [1.0])),
+        3,
+        pd.DataFrame({"battery_id": ["other"], "date": ["2024-01-01"]}),
+    )
+    assert empty.empty and "resting_voltage_history" in empty.columns
+    plain = build_history_windows(_readings("b1", "2024-01-01", [1.0, 2.0]), 3)
+    assert model_input_columns(plain) == list(MODEL_INPUT_COLUMNS)
+
+
+def test_health_channels_need_the_signal_on_half_the_readings() -> None:
+    readings = _readings("b1", "2024-01-01", [1.0] * 4).assign(
+        resting_voltage=[12.0, None, 12.1, 12.2],
+        charge_acceptance=[0.9, None, None, None],
+        ambient_temp_c=[None, None, 3.0, 4.0],
+    )
+    assert health_channels(readings) == ("resting_voltage_history", "ambient_temp_c_history")
+    assert health_channels(readings, min_share=0.75) == ("resting_voltage_history",)
+    assert health_channels(_readings("b1", "2024-01-01", [1.0])) == ()
+
+
+def test_health_columns_are_the_contracts_optional_signals() -> None:
+    from models import explain
+
+    assert (
+        HEALTH_COLUMNS
+        == HEALTH_SIGNALS
+        == (
+            "cranking_voltage_min",
+            "resting_voltage",
+            "charge_acceptance",
+            "ambient_temp_c",
+        )
+    )
+    assert HEALTH_HISTORY_COLUMNS[0] == "cranking_voltage_min_history"
+    assert explain.HEALTH_COLUMNS is HEALTH_COLUMNS
 
 
 def test_training_windows_pair_each_window_with_the_next_days() -> None:

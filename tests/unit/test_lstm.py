@@ -179,8 +179,36 @@ def test_extra_channels_hook_adds_standardised_inputs() -> None:
     assert spec.input_size == 3 and x.shape == (1, 4, 3)
     assert x[0, :, 2].tolist() == [0.0, 0.0, 1.0, -1.0]
     assert predict_lstm(CycleLstm(spec), spec, rows).shape == (1, 2)
-    with pytest.raises(LstmError, match="resting_voltage"):
-        encode_windows(_rows([1.0]), spec)
+
+
+def test_missing_extra_channels_count_as_the_training_mean() -> None:
+    spec = LstmSpec(
+        window_days=4,
+        horizon_days=2,
+        hidden_size=4,
+        extra_channels=("resting_voltage",),
+        channel_stats={"resting_voltage": (12.0, 0.5)},
+    )
+    absent, _, _ = encode_windows(_rows([1.0, 1.0]), spec)
+    assert absent.shape == (1, 4, 3) and not absent[0, :, 2].any()
+    rows = _rows([1.0, 1.0], [1.0, 1.0]).assign(resting_voltage=[None, np.array([np.nan, 12.5])])
+    x, _, _ = encode_windows(rows, spec)
+    assert x[0, :, 2].tolist() == [0.0, 0.0, 0.0, 0.0]
+    assert x[1, :, 2].tolist() == [0.0, 0.0, 0.0, 1.0]
+
+
+def test_fit_freezes_channel_stats_and_refuses_an_empty_channel() -> None:
+    windows, futures = build_training_windows(_fleet(), SMALL.window_days, SMALL.horizon_days)
+    level = [np.full(len(h), 12.0) + np.arange(len(h)) % 2 for h in windows["daily_cycles"]]
+    spec = LstmSpec(**{**SMALL.__dict__, "extra_channels": ("resting_voltage_history",)})
+    fitted = fit_lstm(
+        windows.assign(resting_voltage_history=level), futures, spec, epochs=1, max_windows=50
+    )
+    mean, std = fitted.spec.channel_stats["resting_voltage_history"]
+    assert 12.0 < mean < 13.0 and std > 0
+    empty = [np.full(len(h), np.nan) for h in windows["daily_cycles"]]
+    with pytest.raises(LstmError, match="no values"):
+        fit_lstm(windows.assign(resting_voltage_history=empty), futures, spec, epochs=1)
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:

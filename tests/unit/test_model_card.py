@@ -82,6 +82,16 @@ def test_metrics_table_and_verdict_compare_with_each_baseline() -> None:
     assert "meets the lab's bar of 0.1355" in text
 
 
+def test_card_lists_the_health_signals_among_the_inputs() -> None:
+    looks_at = card(extra_inputs=("resting_voltage_history", "ambient_temp_c_history"))
+    looks_at = looks_at.split("## What it looks at")[1].split("## ")[0]
+    assert "the voltage at rest (`resting_voltage_history`)" in looks_at
+    assert "the outside temperature (`ambient_temp_c_history`)" in looks_at
+    assert "a day or a battery without them counts as an average one" in looks_at
+    plain = card().split("## What it looks at")[1].split("## ")[0]
+    assert "health" not in plain and "Nothing else: not the owner's plans, the weather" in plain
+
+
 def test_card_without_nrmse_is_refused() -> None:
     with pytest.raises(ModelCardError, match="nrmse"):
         card(metrics={"mae": 0.1})
