@@ -3,7 +3,7 @@
 Samples the RSS of the driver JVM, the Python driver and the Python workers every few
 seconds and reports how much each grew after warm-up (issue target: <= 10%), beside the
 micro-batch times the job logged and whether it kept up with the feed.
-Run: python benchmarks/soak.py [--minutes 30] [--rate 500] [--batteries 300]
+Run: python benchmarks/soak.py [--minutes 30] [--rate 300] [--batteries 300]
 Writes .pitstop/bench/soak.json and soak.png.
 """
 
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=5.0, help="minutes before the baseline")
-    parser.add_argument("--rate", type=float, default=500.0, help="readings/s fed")
+    parser.add_argument("--rate", type=float, default=300.0, help="readings/s fed")
     parser.add_argument("--batteries", type=int, default=300)
     parser.add_argument("--every", type=float, default=5.0, help="seconds between samples")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
