@@ -16,6 +16,7 @@ from pyspark import Accumulator, inheritable_thread_target
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from models.features import HEALTH_HISTORY_COLUMNS
 from pitstop.config import PitstopConfig
 from streaming import sinks, tables, transforms
 from streaming.alert_publisher import publish_new_alerts, reconcile_published
@@ -169,12 +170,14 @@ def _score_and_alert(
     `rows` estimates the history rows the windows need.
     """
     cfg, paths = job.cfg, job.paths
+    # Only the health arrays some model reads: each is another 60 doubles per window.
+    health = [c for c in HEALTH_HISTORY_COLUMNS if any(c in ref.inputs for ref in refs)]
     history = transforms.history_for(
-        new, known.unionByName(new.select(*known.columns)), cfg.forecast.window_days
+        new, known.unionByName(new.select(*known.columns)), cfg.forecast.window_days, health
     )
     # About 20k history rows per pandas call; at least one per core.
     buckets = max(cfg.spark.shuffle_partitions, -(-rows // 20_000))
-    windows = transforms.build_windows(history, new, cfg.forecast.window_days, buckets)
+    windows = transforms.build_windows(history, new, cfg.forecast.window_days, buckets, health)
     if len(refs) > 1:
         windows = _checkpoint(windows)
         cached.append(windows)

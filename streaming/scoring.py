@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from models.features import forecast_failure_days
+from models.features import HEALTH_HISTORY_COLUMNS, MODEL_INPUT_COLUMNS, forecast_failure_days
 from pitstop.errors import PitstopError
 from streaming.tables import FORECAST_SCHEMA
 
@@ -45,6 +45,8 @@ class ModelRef:
     version: str
     role: str = "champion"
     source: str | None = None  # a saved model folder outside the registry (fixtures, tests)
+    # The optional health history arrays this model reads (from its signature).
+    inputs: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def uri(self) -> str:
@@ -71,12 +73,30 @@ def resolve_model(client: Any, name: str, alias: str, role: str = "champion") ->
     return ModelRef(name=name, version=str(version.version), role=role)
 
 
+def optional_inputs(uri: str) -> tuple[str, ...]:
+    """The health history arrays the model at `uri` declares as input (its MLflow signature).
+
+    The stream builds only those. A model whose signature cannot be read gets them all.
+    """
+    from mlflow.models import Model
+
+    try:
+        signature = Model.load(uri).signature
+        names = set(signature.inputs.input_names()) if signature is not None else None
+    except Exception as exc:  # MLflow raises its own types; scoring can still go ahead
+        log.warning("Cannot read the signature of %s (%s); sending every input", uri, exc)
+        names = None
+    if names is None:
+        return HEALTH_HISTORY_COLUMNS
+    return tuple(c for c in HEALTH_HISTORY_COLUMNS if c in names)
+
+
 class ModelTracker:
     """Follows an alias across micro-batches; keeps the last good version if the registry fails."""
 
     def __init__(self, client: Any, name: str, alias: str, role: str = "champion") -> None:
         self._client, self._name, self._alias, self._role = client, name, alias, role
-        self.current = resolve_model(client, name, alias, role)
+        self.current = _with_inputs(resolve_model(client, name, alias, role))
         log.info("Scoring with %s (alias %s)", self.current.uri, alias)
 
     def refresh(self) -> ModelRef:
@@ -94,8 +114,12 @@ class ModelTracker:
                 self.current.version,
                 latest.version,
             )
-            self.current = latest
+            self.current = _with_inputs(latest)
         return self.current
+
+
+def _with_inputs(ref: ModelRef) -> ModelRef:
+    return replace(ref, inputs=optional_inputs(ref.uri))
 
 
 class PinnedModel:
@@ -104,8 +128,13 @@ class PinnedModel:
     def __init__(self, client: Any, uri: str, role: str = "champion") -> None:
         folder = Path(uri).expanduser()
         if (folder / "MLmodel").is_file():
-            self.current = ModelRef(
-                name=folder.resolve().name, version="local", role=role, source=str(folder.resolve())
+            self.current = _with_inputs(
+                ModelRef(
+                    name=folder.resolve().name,
+                    version="local",
+                    role=role,
+                    source=str(folder.resolve()),
+                )
             )
             return
         match = re.fullmatch(r"models:/([^/@]+)(?:/(\d+)|@([\w-]+))", uri.strip())
@@ -126,6 +155,7 @@ class PinnedModel:
                     f"({type(exc).__name__})."
                 ) from None
             self.current = ModelRef(name=name, version=version, role=role)
+        self.current = _with_inputs(self.current)
 
     def refresh(self) -> ModelRef:
         """Always the pinned version."""
@@ -184,6 +214,8 @@ def score_windows(
     leave as one, instead of a Python object per row each way through pandas.
     """
     arrow_schema = to_arrow_schema(SCORED_SCHEMA, timezone="UTC")
+    wanted = ["battery_id", "car_id", "date", *MODEL_INPUT_COLUMNS, *ref.inputs]
+    windows = windows.select(*[c for c in wanted if c in windows.columns])
 
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         model = None

@@ -16,6 +16,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from models.features import (
     HEALTH_COLUMNS,
     HEALTH_HISTORY_COLUMNS,
+    HEALTH_HISTORY_SUFFIX,
     HISTORY_COLUMN,
     STATIC_COLUMNS,
     build_history_windows,
@@ -38,18 +39,24 @@ PARSED_SCHEMA = T.StructType(
     ]
 )
 
-WINDOW_SCHEMA = T.StructType(
-    [
-        T.StructField("battery_id", T.StringType()),
-        T.StructField("car_id", T.StringType()),
-        T.StructField("date", T.DateType()),
-        T.StructField(HISTORY_COLUMN, T.ArrayType(T.DoubleType())),
-        *[T.StructField(c, T.DoubleType()) for c in STATIC_COLUMNS],
-        # Health signals aligned with the history (null where a battery never sent one):
-        # optional model inputs, read only by models trained with them.
-        *[T.StructField(c, T.ArrayType(T.DoubleType())) for c in HEALTH_HISTORY_COLUMNS],
-    ]
-)
+
+def window_schema(health: tuple[str, ...] | list[str] = HEALTH_HISTORY_COLUMNS) -> T.StructType:
+    """Model input rows: the window, statics, and the `health` history arrays asked for."""
+    return T.StructType(
+        [
+            T.StructField("battery_id", T.StringType()),
+            T.StructField("car_id", T.StringType()),
+            T.StructField("date", T.DateType()),
+            T.StructField(HISTORY_COLUMN, T.ArrayType(T.DoubleType())),
+            *[T.StructField(c, T.DoubleType()) for c in STATIC_COLUMNS],
+            # Health signals aligned with the history (null where a battery never sent one):
+            # optional model inputs, built only for models that read them.
+            *[T.StructField(c, T.ArrayType(T.DoubleType())) for c in health],
+        ]
+    )
+
+
+WINDOW_SCHEMA = window_schema()
 
 
 _ENVELOPE = ("key", "payload", "reason", "topic", "partition", "offset", "kafka_timestamp")
@@ -246,8 +253,15 @@ def stored_readings_of(telemetry: DataFrame, readings: DataFrame) -> DataFrame:
     return telemetry.join(F.broadcast(readings.select("battery_id").distinct()), "battery_id")
 
 
-def history_for(readings: DataFrame, telemetry: DataFrame, window_days: int) -> DataFrame:
-    """The telemetry rows a window of `window_days` needs for each battery in `readings`."""
+def history_for(
+    readings: DataFrame,
+    telemetry: DataFrame,
+    window_days: int,
+    health: tuple[str, ...] | list[str] = HEALTH_HISTORY_COLUMNS,
+) -> DataFrame:
+    """The telemetry rows a window of `window_days` needs for each battery in `readings`,
+    with the health signals behind the `health` history arrays."""
+    signals = [c for c in HEALTH_COLUMNS if f"{c}{HEALTH_HISTORY_SUFFIX}" in health]
     spans = readings.groupBy("battery_id").agg(
         F.date_sub(F.min("date"), window_days - 1).alias("_from"),
         F.max("date").alias("_to"),
@@ -255,21 +269,25 @@ def history_for(readings: DataFrame, telemetry: DataFrame, window_days: int) -> 
     return (
         telemetry.join(F.broadcast(spans), "battery_id")
         .where((F.col("date") >= F.col("_from")) & (F.col("date") <= F.col("_to")))
-        .select(
-            "battery_id", "car_id", "date", "daily_cycles_used", *STATIC_COLUMNS, *HEALTH_COLUMNS
-        )
+        .select("battery_id", "car_id", "date", "daily_cycles_used", *STATIC_COLUMNS, *signals)
     )
 
 
 def build_windows(
-    history: DataFrame, targets: DataFrame, window_days: int, buckets: int = 2
+    history: DataFrame,
+    targets: DataFrame,
+    window_days: int,
+    buckets: int = 2,
+    health: tuple[str, ...] | list[str] = HEALTH_HISTORY_COLUMNS,
 ) -> DataFrame:
-    """Model input rows (WINDOW_SCHEMA) for each target reading, from its battery's history.
+    """Model input rows (`window_schema(health)`) for each target reading, from its battery's
+    history.
 
     Batteries are hashed into `buckets` groups, each windowed in one pandas call: a call per
     battery cost ~10 ms of pandas overhead, which at a few readings per battery per
     micro-batch was most of the work.
     """
+    schema = window_schema(health)
     marked = history.join(
         targets.select("battery_id", "date").withColumn("_target", F.lit(True)),
         ["battery_id", "date"],
@@ -286,13 +304,13 @@ def build_windows(
             .to_numpy()
         )
         frame["date"] = frame["date"].dt.date
-        for name in HEALTH_HISTORY_COLUMNS:
+        for name in health:
             if name not in frame.columns:  # the history has no such signal: a null array
                 frame[name] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
-        return frame[WINDOW_SCHEMA.fieldNames()]
+        return frame[schema.fieldNames()]
 
     bucket = F.pmod(F.xxhash64("battery_id"), F.lit(max(1, buckets)))
-    return marked.groupBy(bucket.alias("_bucket")).applyInPandas(windows_of, WINDOW_SCHEMA)
+    return marked.groupBy(bucket.alias("_bucket")).applyInPandas(windows_of, schema)
 
 
 def alerts_from_forecasts(
