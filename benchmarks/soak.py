@@ -45,22 +45,11 @@ BATCH_LINE = re.compile(r"batch (\d+): (\d+) messages, (\d+) new readings.*, ([\
 
 def job_environment(cfg: PitstopConfig) -> dict[str, str]:
     """The job subprocess sees `cfg` through Pitstop's environment overrides."""
-    from streaming.submit import submit_environment
+    from streaming.submit import config_environment
 
-    env = submit_environment()
-    env.update(
-        {
-            "PITSTOP__KAFKA__BOOTSTRAP_SERVERS": cfg.kafka.bootstrap_servers,
-            "PITSTOP__KAFKA__TOPICS__TELEMETRY": cfg.kafka.topics.telemetry,
-            "PITSTOP__KAFKA__TOPICS__ALERTS": cfg.kafka.topics.alerts,
-            "PITSTOP__STORAGE__LAKE": cfg.storage.lake,
-            "PITSTOP__STORAGE__CHECKPOINTS": cfg.storage.checkpoints,
-            "PITSTOP__MLFLOW__TRACKING_URI": cfg.mlflow.tracking_uri,
-            "PITSTOP__MLFLOW__ARTIFACT_ROOT": str(cfg.mlflow.artifact_root),
-            "PITSTOP__STREAM__SCORE_NOTES": "false",
-            "PITSTOP__STREAM__QUERY_NAME": cfg.stream.query_name,
-        }
-    )
+    env = config_environment(cfg)
+    env["PITSTOP__STREAM__SCORE_NOTES"] = "false"
+    env["PITSTOP__STREAM__QUERY_NAME"] = cfg.stream.query_name
     return env
 
 

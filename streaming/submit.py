@@ -45,3 +45,22 @@ def submit_environment() -> dict[str, str]:
     env.setdefault("PYSPARK_PYTHON", sys.executable)
     env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     return env
+
+
+def config_environment(cfg: PitstopConfig) -> dict[str, str]:
+    """`submit_environment` plus the `PITSTOP__` variables that make a job launched with it
+    see `cfg`'s broker, topics, storage and MLflow store (it loads config from files and
+    variables, not from this process)."""
+    env = submit_environment()
+    env.update(
+        {
+            "PITSTOP__KAFKA__BOOTSTRAP_SERVERS": cfg.kafka.bootstrap_servers,
+            "PITSTOP__KAFKA__TOPICS__TELEMETRY": cfg.kafka.topics.telemetry,
+            "PITSTOP__KAFKA__TOPICS__ALERTS": cfg.kafka.topics.alerts,
+            "PITSTOP__STORAGE__LAKE": cfg.storage.lake,
+            "PITSTOP__STORAGE__CHECKPOINTS": cfg.storage.checkpoints,
+            "PITSTOP__MLFLOW__TRACKING_URI": cfg.mlflow.tracking_uri,
+            "PITSTOP__MLFLOW__ARTIFACT_ROOT": str(cfg.mlflow.artifact_root),
+        }
+    )
+    return env

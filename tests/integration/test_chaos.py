@@ -23,7 +23,7 @@ from pitstop.alerts import read_table
 from pitstop.config import PitstopConfig
 from pitstop.demo import end_offsets
 from streaming.progress import caught_up
-from streaming.submit import spark_submit_command, submit_environment
+from streaming.submit import config_environment, spark_submit_command
 from tests.integration.test_stream_e2e import stream_config, topic_keys
 
 pytestmark = pytest.mark.integration
@@ -33,21 +33,10 @@ BAD = [b"garbage %d", b'{"schema_version": 1, "battery_id": "B-bad-%d"}']
 
 def job_environment(cfg: PitstopConfig) -> dict[str, str]:
     """What the job subprocess needs to see `cfg` (it loads config from files + variables)."""
-    env = submit_environment()
-    env.update(
-        {
-            "PITSTOP__KAFKA__BOOTSTRAP_SERVERS": cfg.kafka.bootstrap_servers,
-            "PITSTOP__KAFKA__TOPICS__TELEMETRY": cfg.kafka.topics.telemetry,
-            "PITSTOP__KAFKA__TOPICS__ALERTS": cfg.kafka.topics.alerts,
-            "PITSTOP__STORAGE__LAKE": cfg.storage.lake,
-            "PITSTOP__STORAGE__CHECKPOINTS": cfg.storage.checkpoints,
-            "PITSTOP__MLFLOW__TRACKING_URI": cfg.mlflow.tracking_uri,
-            "PITSTOP__MLFLOW__ARTIFACT_ROOT": str(cfg.mlflow.artifact_root),
-            # Many small micro-batches, so kills land mid-batch and between batches.
-            "PITSTOP__STREAM__MAX_OFFSETS_PER_TRIGGER": "20000",
-            "PITSTOP__STREAM__TRIGGER_SECONDS": "0.5",
-        }
-    )
+    env = config_environment(cfg)
+    # Many small micro-batches, so kills land mid-batch and between batches.
+    env["PITSTOP__STREAM__MAX_OFFSETS_PER_TRIGGER"] = "20000"
+    env["PITSTOP__STREAM__TRIGGER_SECONDS"] = "0.5"
     return env
 
 
