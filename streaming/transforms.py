@@ -297,7 +297,13 @@ def build_windows(
     def windows_of(group: pd.DataFrame) -> pd.DataFrame:
         wanted = group.loc[group["_target"], ["battery_id", "date"]]
         frame = build_history_windows(group, window_days, wanted)
-        cars = group.assign(date=pd.to_datetime(group["date"])).set_index(["battery_id", "date"])
+        # A replayed batch finds its own records stored already: the history holds them
+        # twice (identical rows), as `daily_series` expects; keep one for the car lookup.
+        cars = (
+            group.drop_duplicates(["battery_id", "date"])
+            .assign(date=lambda f: pd.to_datetime(f["date"]))
+            .set_index(["battery_id", "date"])
+        )
         frame["car_id"] = (
             cars["car_id"]
             .reindex(pd.MultiIndex.from_arrays([frame["battery_id"], frame["date"]]))
