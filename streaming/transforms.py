@@ -295,15 +295,12 @@ def build_windows(
     ).withColumn("_target", F.coalesce("_target", F.lit(False)))
 
     def windows_of(group: pd.DataFrame) -> pd.DataFrame:
+        # A replayed batch finds its own records stored already, so its history holds them
+        # twice (identical rows): one of each, or every such reading gets two windows.
+        group = group.drop_duplicates(["battery_id", "date"])
         wanted = group.loc[group["_target"], ["battery_id", "date"]]
         frame = build_history_windows(group, window_days, wanted)
-        # A replayed batch finds its own records stored already: the history holds them
-        # twice (identical rows), as `daily_series` expects; keep one for the car lookup.
-        cars = (
-            group.drop_duplicates(["battery_id", "date"])
-            .assign(date=lambda f: pd.to_datetime(f["date"]))
-            .set_index(["battery_id", "date"])
-        )
+        cars = group.assign(date=pd.to_datetime(group["date"])).set_index(["battery_id", "date"])
         frame["car_id"] = (
             cars["car_id"]
             .reindex(pd.MultiIndex.from_arrays([frame["battery_id"], frame["date"]]))
