@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.stream_benchmark import (  # noqa: E402
     bench_config,
-    free_port,
     paced_producer,
     simulate_lines,
+    start_bench_broker,
     train_champion,
 )
 from pitstop.config import PitstopConfig, load_config  # noqa: E402
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
-    from pitstop.broker import start_broker, stop_broker
+    from pitstop.broker import stop_broker
     from streaming.submit import spark_submit_command
 
     root = Path(tempfile.mkdtemp(prefix="pitstop-soak-"))
@@ -146,13 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     results["load_start"] = [round(x, 2) for x in os.getloadavg()]
     job = None
     try:
-        handle = start_broker(
-            base,
-            data_dir=broker_dir,
-            port=free_port(),
-            controller_port=free_port(),
-            topics={"bench-live": 4, "bench-alerts": 1, "bench-notes": 1},
-        )
+        handle = start_bench_broker(base, broker_dir)
         cfg = bench_config(root, handle.bootstrap, "live", trigger_seconds=1.0)
         log.info("training the champion LSTM")
         results["model_uri"] = train_champion(cfg)

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from pitstop.config import PitstopConfig, StorageConfig, TopicsConfig, load_config  # noqa: E402
 
 log = logging.getLogger("pitstop.bench")
-TOPICS = {"telemetry": 4, "live": 4, "alerts": 1, "notes": 1}
+BENCH_TOPICS = {"bench-telemetry": 4, "bench-live": 4, "bench-alerts": 1, "bench-notes": 1}
 
 
 # ---------------------------------------------------------------- setup
@@ -48,6 +48,19 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def start_bench_broker(base: PitstopConfig, data_dir: Path) -> Any:
+    """A broker of its own on free loopback ports, with the benchmark topics."""
+    from pitstop.broker import start_broker
+
+    return start_broker(
+        base,
+        data_dir=data_dir,
+        port=free_port(),
+        controller_port=free_port(),
+        topics=BENCH_TOPICS,
+    )
 
 
 def bench_config(root: Path, bootstrap: str, name: str, **stream: Any) -> PitstopConfig:
@@ -519,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
 
-    from pitstop.broker import start_broker, stop_broker
+    from pitstop.broker import stop_broker
 
     began = time.perf_counter()
     results: dict[str, Any] = {"args": vars(args), "cores": os.cpu_count()}
@@ -529,18 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     broker_dir = root / "kafka"
     spark = None
     try:
-        handle = start_broker(
-            base,
-            data_dir=broker_dir,
-            port=free_port(),
-            controller_port=free_port(),
-            topics={
-                "bench-telemetry": 4,
-                "bench-live": 4,
-                "bench-alerts": 1,
-                "bench-notes": 1,
-            },
-        )
+        handle = start_bench_broker(base, broker_dir)
         bootstrap = handle.bootstrap
         big = 10_000_000
         backlog_cfg = bench_config(root, bootstrap, "backlog", max_offsets_per_trigger=big)

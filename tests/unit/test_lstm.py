@@ -166,14 +166,18 @@ def test_fit_rejects_futures_of_the_wrong_horizon() -> None:
         fit_lstm(windows, futures, SMALL, epochs=1)
 
 
+# A tiny network with one extra channel, standardised around 12.0 V with spread 0.5 V.
+VOLTAGE_SPEC = LstmSpec(
+    window_days=4,
+    horizon_days=2,
+    hidden_size=4,
+    extra_channels=("resting_voltage",),
+    channel_stats={"resting_voltage": (12.0, 0.5)},
+)
+
+
 def test_extra_channels_hook_adds_standardised_inputs() -> None:
-    spec = LstmSpec(
-        window_days=4,
-        horizon_days=2,
-        hidden_size=4,
-        extra_channels=("resting_voltage",),
-        channel_stats={"resting_voltage": (12.0, 0.5)},
-    )
+    spec = VOLTAGE_SPEC
     rows = _rows([1.0, 1.0]).assign(resting_voltage=[np.array([12.5, 11.5])])
     x, _, _ = encode_windows(rows, spec)
     assert spec.input_size == 3 and x.shape == (1, 4, 3)
@@ -182,13 +186,7 @@ def test_extra_channels_hook_adds_standardised_inputs() -> None:
 
 
 def test_missing_extra_channels_count_as_the_training_mean() -> None:
-    spec = LstmSpec(
-        window_days=4,
-        horizon_days=2,
-        hidden_size=4,
-        extra_channels=("resting_voltage",),
-        channel_stats={"resting_voltage": (12.0, 0.5)},
-    )
+    spec = VOLTAGE_SPEC
     absent, _, _ = encode_windows(_rows([1.0, 1.0]), spec)
     assert absent.shape == (1, 4, 3) and not absent[0, :, 2].any()
     rows = _rows([1.0, 1.0], [1.0, 1.0]).assign(resting_voltage=[None, np.array([np.nan, 12.5])])
