@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -45,14 +46,19 @@ def publish_new_alerts(spark: SparkSession, cfg: PitstopConfig, path: str) -> in
     ]
     if not pending:
         return 0
-    producer = _producer(cfg)
-    for row in pending:
-        producer.produce(
-            cfg.kafka.topics.alerts, key=row["alert_id"].encode(), value=alert_message(row)
-        )
-    remaining = producer.flush(60)
-    if remaining:
-        raise RuntimeError(f"{remaining} alert message(s) were not acknowledged by Kafka.")
+    key, producer = _producer(cfg)
+    try:
+        for row in pending:
+            producer.produce(
+                cfg.kafka.topics.alerts, key=row["alert_id"].encode(), value=alert_message(row)
+            )
+        remaining = producer.flush(60)
+        if remaining:
+            raise RuntimeError(f"{remaining} alert message(s) were not acknowledged by Kafka.")
+    except Exception:
+        # A producer that failed may be in a fatal state: the next batch starts a fresh one.
+        _PRODUCERS.pop(key, None)
+        raise
     sinks.mark_published(spark, [r["alert_id"] for r in pending], path)
     log.info("Published %d alert opening(s) to %s", len(pending), cfg.kafka.topics.alerts)
     return len(pending)
@@ -114,11 +120,23 @@ def _client_config(cfg: PitstopConfig) -> dict:
     }
 
 
-def _producer(cfg: PitstopConfig):
+# One producer per broker configuration for the job's life: a new one per publish cost a
+# connection and an idempotent-producer id each micro-batch.
+_PRODUCERS: dict[tuple, Any] = {}
+
+
+def _producer(cfg: PitstopConfig) -> tuple[tuple, Any]:
+    """The cached producer for `cfg`'s broker (created on first use), and its cache key."""
     from confluent_kafka import Producer
 
     from simulator.sinks.kafka import producer_config
 
     conf, _secrets = producer_config(cfg.kafka)
     conf["client.id"] = "pitstop-alerts"
-    return Producer(conf)
+    key = tuple(sorted((k, str(v)) for k, v in conf.items()))
+    if key not in _PRODUCERS:
+        # Only the newest configuration's: a dropped producer stops reconnecting to a broker
+        # that is gone (tests start many).
+        _PRODUCERS.clear()
+        _PRODUCERS[key] = Producer(conf)
+    return key, _PRODUCERS[key]

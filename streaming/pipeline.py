@@ -16,11 +16,16 @@ from pyspark import Accumulator, inheritable_thread_target
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from models.features import HEALTH_HISTORY_COLUMNS
 from pitstop.config import PitstopConfig
 from streaming import sinks, tables, transforms
 from streaming.alert_publisher import publish_new_alerts, reconcile_published
-from streaming.scoring import ModelTracker, PinnedModel, RegistryTarget, score_windows
+from streaming.scoring import (
+    ModelTracker,
+    PinnedModel,
+    RegistryTarget,
+    health_inputs,
+    score_history,
+)
 
 log = logging.getLogger("pitstop.stream")
 
@@ -152,7 +157,7 @@ def process_telemetry_batch(job: BatteryJob, batch: DataFrame, batch_id: int) ->
         )
     finally:
         for frame in cached:
-            _release(frame)
+            sinks.release_checkpoint(frame)
 
 
 def _score_and_alert(
@@ -170,21 +175,17 @@ def _score_and_alert(
     `rows` estimates the history rows the windows need.
     """
     cfg, paths = job.cfg, job.paths
-    # Only the health arrays some model reads: each is another 60 doubles per window.
-    health = [c for c in HEALTH_HISTORY_COLUMNS if any(c in ref.inputs for ref in refs)]
     history = transforms.history_for(
-        new, known.unionByName(new.select(*known.columns)), cfg.forecast.window_days, health
+        new,
+        known.unionByName(new.select(*known.columns)),
+        cfg.forecast.window_days,
+        health_inputs(refs),
     )
     # About 20k history rows per pandas call; at least one per core.
     buckets = max(cfg.spark.shuffle_partitions, -(-rows // 20_000))
-    windows = transforms.build_windows(history, new, cfg.forecast.window_days, buckets, health)
-    if len(refs) > 1:
-        windows = _checkpoint(windows)
-        cached.append(windows)
-    scored = None
-    for ref in refs:
-        frame = score_windows(windows, ref, job.target, job.loads)
-        scored = frame if scored is None else scored.unionByName(frame)
+    scored = score_history(
+        history, new, cfg.forecast.window_days, refs, job.target, job.loads, buckets
+    )
     scored = _checkpoint(scored.withColumn("scored_at", F.current_timestamp()))
     cached.append(scored)
     opened: list[int] = []
@@ -236,13 +237,6 @@ def _run_side_by_side(tasks: list[Callable[[], object]]) -> None:
 
 def _checkpoint(frame: DataFrame) -> DataFrame:
     return frame.localCheckpoint(eager=True)
-
-
-def _release(frame: DataFrame) -> None:
-    """Drop a local checkpoint's blocks now rather than at the next cleaner pass."""
-    plan = frame._jdf.queryExecution().logical()
-    if plan.getClass().getSimpleName() == "LogicalRDD":
-        plan.rdd().unpersist(False)
 
 
 def build_job(

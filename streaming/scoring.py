@@ -1,4 +1,4 @@
-"""Score model-input windows with a registered forecaster, loaded once per Python worker.
+"""Forecast readings with a registered forecaster, loaded once per Python worker.
 
 The driver resolves the alias to a concrete version every micro-batch (cheap: one
 registry call) and ships only `models:/name/version` to the workers. Each worker keeps
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -202,69 +202,84 @@ def _load_forecaster(uri: str) -> Any:
     return load_forecaster(uri)
 
 
-def score_windows(
-    windows: DataFrame,
-    ref: ModelRef,
+def health_inputs(refs: list[ModelRef]) -> list[str]:
+    """The health history arrays some model of `refs` reads: each is another 60 doubles per
+    window, so no other is built."""
+    return [c for c in HEALTH_HISTORY_COLUMNS if any(c in ref.inputs for ref in refs)]
+
+
+def score_history(
+    history: DataFrame,
+    targets: DataFrame,
+    window_days: int,
+    refs: list[ModelRef],
     target: RegistryTarget,
     loads: Accumulator | None = None,
+    buckets: int = 2,
 ) -> DataFrame:
-    """Forecast each window with `ref`; add days to failure and the predicted failure date.
+    """Forecast every `targets` reading with each of `refs`, from its battery's `history`.
 
-    Arrow in, Arrow out: window arrays reach the model as views of one buffer and forecasts
-    leave as one, instead of a Python object per row each way through pandas.
+    Windows are built and scored in the same Python call, a bucket of batteries at a time,
+    so they never travel back to the JVM: a window with its health arrays is up to 420
+    doubles, its forecast 30. One output row per reading and model (SCORED_SCHEMA).
     """
-    arrow_schema = to_arrow_schema(SCORED_SCHEMA, timezone="UTC")
-    wanted = ["battery_id", "car_id", "date", *MODEL_INPUT_COLUMNS, *ref.inputs]
-    windows = windows.select(*[c for c in wanted if c in windows.columns])
+    from streaming.transforms import battery_bucket, mark_targets, windows_of_group
 
-    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        model = None
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            model = model or cached_model(ref, target, loads, _load_forecaster)
-            frame = pd.DataFrame(
-                {name: _to_numpy(batch.column(name)) for name in batch.schema.names}
-            )
-            forecast = np.asarray(model.predict(frame), dtype=np.float64)
-            days = forecast_failure_days(
-                frame["lifetime_cycles_used"].to_numpy(),
-                frame["battery_rated_cycles"].to_numpy(),
-                forecast,
-            )
-            known = ~np.isnan(days)
-            whole = np.where(known, days, 0).astype("int64")
-            dates = batch.column("date").to_numpy(zero_copy_only=False).astype("datetime64[D]")
-            rows, horizon = forecast.shape
-            values = {
-                "forecast": pa.ListArray.from_arrays(
-                    pa.array(np.arange(0, rows * horizon + 1, horizon, dtype=np.int32)),
-                    pa.array(forecast.ravel()),
-                    type=arrow_schema.field("forecast").type,
-                ),
-                "days_to_failure": pa.array(whole.astype("int32"), mask=~known),
-                "predicted_failure_date": pa.array(
-                    dates + whole.astype("timedelta64[D]"), pa.date32(), mask=~known
-                ),
-                "model_name": pa.array([ref.name] * rows, pa.string()),
-                "model_version": pa.array([ref.version] * rows, pa.string()),
-                "model_role": pa.array([ref.role] * rows, pa.string()),
-            }
-            yield pa.RecordBatch.from_arrays(
-                [
-                    values[f.name] if f.name in values else batch.column(f.name).cast(f.type)
-                    for f in arrow_schema
-                ],
-                schema=arrow_schema,
-            )
+    health = health_inputs(refs)
+    schema = to_arrow_schema(SCORED_SCHEMA, timezone="UTC")
 
-    return windows.mapInArrow(score, SCORED_SCHEMA)
+    def score(table: pa.Table) -> pa.Table:
+        windows = windows_of_group(table.to_pandas(), window_days, health)
+        if windows.empty:
+            return schema.empty_table()
+        parts = []
+        for ref in refs:
+            model = cached_model(ref, target, loads, _load_forecaster)
+            wanted = ["battery_id", "car_id", "date", *MODEL_INPUT_COLUMNS, *ref.inputs]
+            parts.append(_forecast_batch(model, ref, windows[wanted]))
+        return pa.Table.from_batches(parts, schema=schema)
+
+    return (
+        mark_targets(history, targets)
+        .groupBy(battery_bucket(buckets))
+        .applyInArrow(score, SCORED_SCHEMA)
+    )
 
 
-def _to_numpy(column: pa.Array) -> Any:
-    """An Arrow column as the model's pandas input wants it: lists become per-row views."""
-    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-        values = column.values.to_numpy(zero_copy_only=False)
-        offsets = column.offsets.to_numpy()
-        return [values[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=False)]
-    return column.to_numpy(zero_copy_only=False)
+def _forecast_batch(model: Any, ref: ModelRef, frame: pd.DataFrame) -> pa.RecordBatch:
+    """SCORED_SCHEMA rows for model-input rows: the forecast, days and date of failure."""
+    schema = to_arrow_schema(SCORED_SCHEMA, timezone="UTC")
+    forecast = np.asarray(model.predict(frame), dtype=np.float64)
+    days = forecast_failure_days(
+        frame["lifetime_cycles_used"].to_numpy(),
+        frame["battery_rated_cycles"].to_numpy(),
+        forecast,
+    )
+    known = ~np.isnan(days)
+    whole = np.where(known, days, 0).astype("int64")
+    dates = pd.to_datetime(frame["date"]).to_numpy().astype("datetime64[D]")
+    rows, horizon = forecast.shape
+    values = {
+        "date": pa.array(dates, pa.date32()),
+        "forecast": pa.ListArray.from_arrays(
+            pa.array(np.arange(0, rows * horizon + 1, horizon, dtype=np.int32)),
+            pa.array(forecast.ravel()),
+            type=schema.field("forecast").type,
+        ),
+        "days_to_failure": pa.array(whole.astype("int32"), mask=~known),
+        "predicted_failure_date": pa.array(
+            dates + whole.astype("timedelta64[D]"), pa.date32(), mask=~known
+        ),
+        "model_name": pa.array([ref.name] * rows, pa.string()),
+        "model_version": pa.array([ref.version] * rows, pa.string()),
+        "model_role": pa.array([ref.role] * rows, pa.string()),
+    }
+    return pa.RecordBatch.from_arrays(
+        [
+            values[f.name]
+            if f.name in values
+            else pa.array(frame[f.name].to_numpy(), type=f.type, from_pandas=True)
+            for f in schema
+        ],
+        schema=schema,
+    )

@@ -115,11 +115,16 @@ def update_alerts(
         " AND t.status = 'open' AND s.first_date >= t.alert_date)"
     )
 
+    # The source is a row per battery predicted to fail and per car in the batch, behind
+    # windows, joins and shuffles. MERGE scans its source twice: computed once and kept
+    # (lineage cut), both scans are cheap and see the same rows.
+    local = source.localCheckpoint(eager=True)
+
     def merge() -> DataFrame:
         return (
             DeltaTable.forPath(spark, path)
             .alias("t")
-            .merge(source.alias("s"), matches)
+            .merge(local.alias("s"), matches)
             .whenMatchedUpdate(condition="s._close", set=closed)
             .whenMatchedUpdate(
                 condition="t.status = 'open' AND s._replaced_on >= t.alert_date",
@@ -130,22 +135,28 @@ def update_alerts(
             .execute()
         )
 
-    metrics = _retry_on_conflict(merge).first()
+    try:
+        metrics = _retry_on_conflict(merge).first()
+    finally:
+        release_checkpoint(local)
     return int(metrics["num_inserted_rows"]) if metrics is not None else 0
+
+
+def release_checkpoint(frame: DataFrame) -> None:
+    """Drop a local checkpoint's blocks now rather than at the next cleaner pass."""
+    plan = frame._jdf.queryExecution().logical()
+    if plan.getClass().getSimpleName() == "LogicalRDD":
+        plan.rdd().unpersist(False)
 
 
 def mark_published(spark: SparkSession, alert_ids: list[str], path: str) -> None:
     """Record that these alert openings reached the vehicle-alerts topic."""
     if not alert_ids:
         return
-    ids = spark.createDataFrame([(a,) for a in alert_ids], "alert_id string")
     _retry_on_conflict(
-        lambda: (
-            DeltaTable.forPath(spark, path)
-            .alias("t")
-            .merge(ids.alias("s"), "t.alert_id = s.alert_id AND t.published_at IS NULL")
-            .whenMatchedUpdate(set={"published_at": F.current_timestamp()})
-            .execute()
+        lambda: DeltaTable.forPath(spark, path).update(
+            F.col("alert_id").isin(alert_ids) & F.col("published_at").isNull(),
+            {"published_at": F.current_timestamp()},
         )
     )
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
@@ -273,6 +273,45 @@ def history_for(
     )
 
 
+def mark_targets(history: DataFrame, targets: DataFrame) -> DataFrame:
+    """`history` with a boolean `_target`: the rows (battery_id, date) of `targets`."""
+    return history.join(
+        targets.select("battery_id", "date").withColumn("_target", F.lit(True)),
+        ["battery_id", "date"],
+        "left",
+    ).withColumn("_target", F.coalesce("_target", F.lit(False)))
+
+
+def battery_bucket(buckets: int) -> Column:
+    """Batteries hashed into `buckets` groups, each handled in one pandas call: a call per
+    battery cost ~10 ms of pandas overhead, which at a few readings per battery per
+    micro-batch was most of the work."""
+    return F.pmod(F.xxhash64("battery_id"), F.lit(max(1, buckets))).alias("_bucket")
+
+
+def windows_of_group(
+    group: pd.DataFrame, window_days: int, health: tuple[str, ...] | list[str]
+) -> pd.DataFrame:
+    """Model input rows (`window_schema(health)` columns) for the `_target` rows of a pandas
+    group of marked history (see `mark_targets`)."""
+    # A replayed batch finds its own records stored already, so its history holds them
+    # twice (identical rows): one of each, or every such reading gets two windows.
+    group = group.drop_duplicates(["battery_id", "date"])
+    wanted = group.loc[group["_target"], ["battery_id", "date"]]
+    frame = build_history_windows(group, window_days, wanted)
+    cars = group.assign(date=pd.to_datetime(group["date"])).set_index(["battery_id", "date"])
+    frame["car_id"] = (
+        cars["car_id"]
+        .reindex(pd.MultiIndex.from_arrays([frame["battery_id"], frame["date"]]))
+        .to_numpy()
+    )
+    frame["date"] = frame["date"].dt.date
+    for name in health:
+        if name not in frame.columns:  # the history has no such signal: a null array
+            frame[name] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    return frame[window_schema(health).fieldNames()]
+
+
 def build_windows(
     history: DataFrame,
     targets: DataFrame,
@@ -281,39 +320,21 @@ def build_windows(
     health: tuple[str, ...] | list[str] = HEALTH_HISTORY_COLUMNS,
 ) -> DataFrame:
     """Model input rows (`window_schema(health)`) for each target reading, from its battery's
-    history.
+    history, built `buckets` groups of batteries at a time.
 
-    Batteries are hashed into `buckets` groups, each windowed in one pandas call: a call per
-    battery cost ~10 ms of pandas overhead, which at a few readings per battery per
-    micro-batch was most of the work.
+    The stream scores without materialising windows (`scoring.score_history`); this serves
+    tests, benchmarks and anything that wants the model input itself.
     """
-    schema = window_schema(health)
-    marked = history.join(
-        targets.select("battery_id", "date").withColumn("_target", F.lit(True)),
-        ["battery_id", "date"],
-        "left",
-    ).withColumn("_target", F.coalesce("_target", F.lit(False)))
+    health = list(health)
 
     def windows_of(group: pd.DataFrame) -> pd.DataFrame:
-        # A replayed batch finds its own records stored already, so its history holds them
-        # twice (identical rows): one of each, or every such reading gets two windows.
-        group = group.drop_duplicates(["battery_id", "date"])
-        wanted = group.loc[group["_target"], ["battery_id", "date"]]
-        frame = build_history_windows(group, window_days, wanted)
-        cars = group.assign(date=pd.to_datetime(group["date"])).set_index(["battery_id", "date"])
-        frame["car_id"] = (
-            cars["car_id"]
-            .reindex(pd.MultiIndex.from_arrays([frame["battery_id"], frame["date"]]))
-            .to_numpy()
-        )
-        frame["date"] = frame["date"].dt.date
-        for name in health:
-            if name not in frame.columns:  # the history has no such signal: a null array
-                frame[name] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
-        return frame[schema.fieldNames()]
+        return windows_of_group(group, window_days, health)
 
-    bucket = F.pmod(F.xxhash64("battery_id"), F.lit(max(1, buckets)))
-    return marked.groupBy(bucket.alias("_bucket")).applyInPandas(windows_of, schema)
+    return (
+        mark_targets(history, targets)
+        .groupBy(battery_bucket(buckets))
+        .applyInPandas(windows_of, window_schema(health))
+    )
 
 
 def alerts_from_forecasts(

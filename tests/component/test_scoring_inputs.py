@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 
 from models.data import simulated_readings
-from models.features import HEALTH_HISTORY_COLUMNS
+from models.features import HEALTH_HISTORY_COLUMNS, MODEL_INPUT_COLUMNS, build_history_windows
+from models.pyfunc import load_forecaster
 from streaming import transforms
-from streaming.scoring import ModelTracker, PinnedModel, RegistryTarget, score_windows
+from streaming.scoring import ModelTracker, PinnedModel, RegistryTarget, score_history
 
 pytestmark = pytest.mark.component
 
@@ -37,7 +40,19 @@ def test_models_declare_the_health_arrays_they_read_and_both_kinds_score(
     for ref in (with_health, without):
         windows = transforms.build_windows(history, targets, 60, health=list(ref.inputs))
         assert [c for c in windows.columns if c in HEALTH_HISTORY_COLUMNS] == list(ref.inputs)
-        scored = score_windows(windows, ref, target).collect()
-        assert len(scored) == targets.count() > 0
-        assert all(len(r.forecast) == 30 and min(r.forecast) >= 0 for r in scored)
-        assert {r.model_version for r in scored} == {ref.version}
+
+    # Both models in one pass (champion and shadow): each forecast is what the model itself
+    # predicts for the window the training code builds.
+    shadow = replace(without, role="shadow")
+    scored = score_history(history, targets, 60, [with_health, shadow], target).toPandas()
+    assert len(scored) == 2 * targets.count() > 0
+    assert set(scored["model_role"]) == {"champion", "shadow"}
+    windows = build_history_windows(readings, 60, targets.toPandas())
+    for ref in (with_health, shadow):
+        model = load_forecaster(ref.uri)
+        expected = np.asarray(model.predict(windows[[*MODEL_INPUT_COLUMNS, *ref.inputs]]))
+        ours = scored[scored["model_role"] == ref.role].sort_values(["battery_id", "date"])
+        assert (ours["model_version"] == ref.version).all()
+        assert ours["battery_id"].tolist() == windows["battery_id"].tolist()
+        np.testing.assert_allclose(np.stack(ours["forecast"].to_numpy()), expected, rtol=1e-6)
+        assert (np.stack(ours["forecast"].to_numpy()) >= 0).all()
