@@ -4,9 +4,10 @@ One run, everything temporary (MLflow store with a freshly trained champion LSTM
 on free ports, Delta tables), four measurements:
   1. raw ceiling: windows/s of the same registered model in 2 single-threaded processes;
   2. backlog: broker -> parse -> Delta -> windows -> LSTM -> forecasts -> alerts, readings/s;
-  3. scoring patterns on the same ~2,000-row micro-batches: Pitstop's `score_windows`,
-     MLflow's `spark_udf` built once, `spark_udf` rebuilt every micro-batch, and the lab's
-     collect -> predict -> createDataFrame;
+  3. scoring patterns on the same ~2,000-reading micro-batches (consecutive days, with their
+     history): Pitstop's `score_history` (windows built and scored in one Python call, as in
+     the stream); peers score Spark-built windows with MLflow's `spark_udf` built once,
+     `spark_udf` rebuilt every micro-batch, or the lab's collect -> predict -> createDataFrame;
   4. event-to-alert latency (batch committed - Kafka timestamp) with a 1 s trigger at a
      sustained ~1,000 readings/s.
 Run: python benchmarks/stream_benchmark.py [--quick] [--batteries 200] [--days 400]
@@ -297,62 +298,78 @@ def backlog(spark, cfg: PitstopConfig, clock: StageClock, readings: int) -> dict
 # ---------------------------------------------------------------- 3. scoring patterns
 
 
-def micro_batches(spark, telemetry_path: str, rows: int, limit: int) -> list:
-    """All windows of the stored readings, computed once, split into cached micro-batches."""
+def micro_batches(spark, telemetry_path: str, rows: int, limit: int) -> list[tuple]:
+    """Stream-shaped micro-batches of the stored readings: consecutive days holding about
+    `rows` readings (the targets), each with the history their windows need. Cached."""
     from pyspark.sql import functions as F
 
     from streaming import transforms
 
     telemetry = spark.read.format("delta").load(telemetry_path)
-    windows = transforms.build_windows(telemetry, telemetry, 60).toPandas()
-    windows = windows.sample(frac=1.0, random_state=0).reset_index(drop=True)
-    count = min(limit, len(windows) // rows)
-    frames = []
-    for index in range(count):
-        chunk = windows.iloc[index * rows : (index + 1) * rows]
-        frame = spark.createDataFrame(chunk, transforms.WINDOW_SCHEMA).repartition(2)
-        frame = frame.withColumn("_mb", F.lit(index)).localCheckpoint(eager=True)
-        frames.append(frame)
+    per_day = telemetry.groupBy("date").count().orderBy("date").toPandas()
+    # Skip the first 60 days so every window is full, as in a running fleet.
+    per_day = per_day.iloc[60:]
+    frames, first, total = [], None, 0
+    for day, count in zip(per_day["date"], per_day["count"], strict=True):
+        first = first or day
+        total += count
+        if total < rows:
+            continue
+        targets = telemetry.where(F.col("date").between(first, day))
+        history = transforms.history_for(targets, telemetry, 60)
+        frames.append((history.localCheckpoint(eager=True), targets.localCheckpoint(eager=True)))
+        first, total = None, 0
+        if len(frames) == limit:
+            break
     return frames
 
 
 def scoring_patterns(spark, cfg: PitstopConfig, uri: str, frames: list) -> dict[str, Any]:
-    """Time four scoring patterns per micro-batch (interleaved, rotating order)."""
+    """Time four ways to forecast the same micro-batches (interleaved, rotating order).
+
+    Each starts from the batch's readings and their history: Pitstop builds and scores the
+    windows in one Python call (`score_history`, as the stream does); the peers get the
+    windows built by Spark (`build_windows`) and score them their way.
+    """
     import mlflow
 
     from models.features import model_input_columns
-    from models.pyfunc import load_forecaster
-    from streaming.scoring import ModelRef, RegistryTarget, score_windows
+    from streaming import transforms
+    from streaming.scoring import ModelRef, RegistryTarget, optional_inputs, score_history
 
     name, version = uri.removeprefix("models:/").split("/")
-    ref = ModelRef(name=name, version=version)
+    ref = ModelRef(name=name, version=version, inputs=optional_inputs(uri))
     target = RegistryTarget(cfg.mlflow.tracking_uri, cfg.mlflow.registry_uri)
     alias_uri = f"models:/{name}@{cfg.mlflow.alias}"
-    columns = model_input_columns(frames[0])  # every pattern gets the same inputs
     stock = mlflow.pyfunc.spark_udf(spark, alias_uri, result_type="array<double>")
     lab_model = mlflow.pyfunc.load_model(alias_uri)
-    _ = load_forecaster  # the job's loader is used inside score_windows on the workers
 
     def sink(frame) -> None:
         frame.write.format("noop").mode("overwrite").save()
 
-    def pitstop(frame) -> None:
-        sink(score_windows(frame, ref, target))
+    def windows(batch):
+        history, targets = batch
+        return transforms.build_windows(history, targets, 60, 2, list(ref.inputs))
 
-    def spark_udf_once(frame) -> None:
-        sink(frame.withColumn("forecast", stock(*columns)))
+    columns = model_input_columns(windows(frames[0]).limit(1).toPandas())
 
-    def spark_udf_rebuilt(frame) -> None:
+    def pitstop(batch) -> None:
+        sink(score_history(*batch, 60, [ref], target, buckets=2))
+
+    def spark_udf_once(batch) -> None:
+        sink(windows(batch).withColumn("forecast", stock(*columns)))
+
+    def spark_udf_rebuilt(batch) -> None:
         udf = mlflow.pyfunc.spark_udf(spark, alias_uri, result_type="array<double>")
-        sink(frame.withColumn("forecast", udf(*columns)))
+        sink(windows(batch).withColumn("forecast", udf(*columns)))
 
-    def lab(frame) -> None:
-        pdf = frame.toPandas()
+    def lab(batch) -> None:
+        pdf = windows(batch).toPandas()
         pdf["forecast"] = list(np.asarray(lab_model.predict(pdf[columns]), dtype=np.float64))
         sink(spark.createDataFrame(pdf))
 
     patterns = {
-        "pitstop_score_windows": pitstop,
+        "pitstop_score_history": pitstop,
         "mlflow_spark_udf": spark_udf_once,
         "spark_udf_rebuilt_per_batch": spark_udf_rebuilt,
         "lab_collect_predict": lab,
@@ -362,13 +379,12 @@ def scoring_patterns(spark, cfg: PitstopConfig, uri: str, frames: list) -> dict[
         fn(frames[0])
     latencies: dict[str, list[float]] = {n: [] for n in names}
     rows = 0
-    for index, frame in enumerate(frames[1:]):
-        count = frame.count()
-        rows += count
+    for index, batch in enumerate(frames[1:]):
+        rows += batch[1].count()
         shift = index % len(names)
         for name_ in names[shift:] + names[:shift]:
             start = time.perf_counter()
-            patterns[name_](frame)
+            patterns[name_](batch)
             latencies[name_].append(time.perf_counter() - start)
     results = {}
     for name_, times in latencies.items():
@@ -378,7 +394,7 @@ def scoring_patterns(spark, cfg: PitstopConfig, uri: str, frames: list) -> dict[
             "p99_s": float(np.percentile(times, 99)),
             "micro_batches": len(times),
         }
-    ours = results["pitstop_score_windows"]
+    ours = results["pitstop_score_history"]
     for name_ in names[1:]:
         results[name_]["pitstop_throughput_ratio"] = (
             ours["rows_per_s"] / results[name_]["rows_per_s"]
