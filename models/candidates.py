@@ -310,7 +310,7 @@ def lstm_candidate(**options: Any) -> Candidate:
     return Candidate(
         name="lstm",
         library="torch (Pitstop)",
-        description="one global LSTM correcting a weekly-median baseline",
+        description="one global LSTM correcting a weekly-pattern baseline",
         fit=lambda request: _fit_lstm(request, settings),
         params=settings,
     )

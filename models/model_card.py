@@ -59,7 +59,10 @@ HEALTH_LABELS = {
 
 BASELINE_NOTES = {
     "seasonal naive": "repeats each battery's last week, day by day",
-    "weekly baseline": "repeats each weekday's median over the battery's last four weeks",
+    "weekly baseline": (
+        "repeats each weekday's share of the battery's last eight weeks at the level of its "
+        "last two"
+    ),
 }
 
 

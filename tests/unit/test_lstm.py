@@ -11,6 +11,7 @@ import torch
 
 from models.features import build_training_windows
 from models.lstm import (
+    DEFAULT_BASELINE,
     CycleLstm,
     LstmError,
     LstmSpec,
@@ -25,6 +26,9 @@ from models.lstm import (
 pytestmark = pytest.mark.unit
 
 SMALL = LstmSpec(window_days=14, horizon_days=5, hidden_size=8, num_layers=2)
+FIXTURE_LSTM = Path(__file__).resolve().parents[1] / "fixtures" / "model" / "artifacts" / "lstm"
+# A weekday pattern with mean 1, as a scaled window has.
+WEEK = np.array([1.0, 1.0, 1.0, 1.0, 1.5, 0.5, 0.0])
 
 
 @pytest.fixture(autouse=True)
@@ -99,11 +103,73 @@ def test_encode_needs_the_history_column() -> None:
 
 
 def test_weekly_baseline_repeats_each_weekday_median() -> None:
-    week = np.array([1.0, 1.0, 1.0, 1.0, 1.5, 0.5, 0.0])
-    two_weeks = np.tile(week, 2)[None, :]
-    base = weekly_baseline(two_weeks, np.array([14]), horizon=9)
+    two_weeks = np.tile(WEEK, 2)[None, :]
+    base = weekly_baseline(two_weeks, np.array([14]), 9, "weekday_median")
     # Forecast day 1 falls on the weekday of the window's first column, and so on.
-    assert base[0].tolist() == [*week.tolist(), 1.0, 1.0]
+    assert base[0].tolist() == [*WEEK.tolist(), 1.0, 1.0]
+
+
+def _windows(width: int, *tails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Right-aligned scaled windows, left-padded with 1.0 as `encode_windows` does."""
+    out = np.ones((len(tails), width))
+    for row, tail in enumerate(tails):
+        out[row, width - len(tail) :] = tail
+    return out, np.array([len(t) for t in tails])
+
+
+def test_weekday_mean_baseline_averages_up_to_four_weeks() -> None:
+    five_weeks = np.concatenate([9 * WEEK, WEEK, WEEK, 2 * WEEK, 4 * WEEK])
+    scaled, used = _windows(35, five_weeks, np.concatenate([WEEK, 2 * WEEK]), WEEK[:5])
+    base = weekly_baseline(scaled, used, 8, "weekday_mean")
+    # The oldest of five weeks is left out; the median would be 1.5 x WEEK.
+    assert np.allclose(base[0], 2 * np.resize(WEEK, 8))
+    assert np.allclose(base[1], 1.5 * np.resize(WEEK, 8))
+    assert base[2].tolist() == [1.0] * 8  # under a week: flat at the mean
+
+
+def test_profile_level_baseline_is_the_weekday_shape_at_the_last_two_weeks_level() -> None:
+    shape = WEEK + 0.5 * (WEEK == 0)  # a weekday of use 0 in all but the first week
+    nine_weeks = np.concatenate([5 * shape, np.tile(WEEK, 6), 2 * WEEK, 4 * WEEK])
+    scaled, used = _windows(63, nine_weeks, np.tile(WEEK, 3), 3 * WEEK, np.zeros(20), WEEK[:6])
+    base = weekly_baseline(scaled, used, 9, "profile_level")
+    # The last eight weeks average 1.5 x WEEK (shape WEEK); the last two weeks' level is 3.
+    assert np.allclose(base[0], 3 * np.resize(WEEK, 9))
+    assert np.allclose(base[1], np.resize(WEEK, 9))
+    assert np.allclose(base[2], 3 * np.resize(WEEK, 9))  # one week gives back that week
+    assert base[3].tolist() == [0.0] * 9  # parked for two weeks: no use
+    assert base[4].tolist() == [1.0] * 9
+
+
+def test_unknown_baseline_is_rejected() -> None:
+    with pytest.raises(LstmError, match="Unknown LSTM baseline 'mode'"):
+        LstmSpec(baseline="mode")
+    with pytest.raises(LstmError, match="choose from weekday_median"):
+        weekly_baseline(np.ones((1, 7)), np.array([7]), 7, "mode")
+
+
+def test_spec_round_trips_through_json() -> None:
+    spec = LstmSpec(
+        window_days=28,
+        extra_channels=("resting_voltage_history",),
+        channel_stats={"resting_voltage_history": (12.4, 0.3)},
+        baseline="weekday_mean",
+    )
+    assert LstmSpec.from_json(spec.to_json()) == spec
+    assert LstmSpec().baseline == DEFAULT_BASELINE == "profile_level"
+
+
+def test_spec_saved_without_a_baseline_corrects_the_weekday_median() -> None:
+    old = '{"window_days": 14, "horizon_days": 5, "hidden_size": 8, "num_layers": 2}'
+    assert LstmSpec.from_json(old).baseline == "weekday_median"
+    model, spec = load_lstm(FIXTURE_LSTM)  # registered before the baseline was a setting
+    assert "baseline" not in (FIXTURE_LSTM / "spec.json").read_text(encoding="utf-8")
+    assert spec.baseline == "weekday_median"
+    rows = _rows([3.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0] * 2 + [1.0] * 7)
+    x, _, scale = encode_windows(rows, spec)
+    median = weekly_baseline(x[:, :, 0], np.array([21]), 30, "weekday_median")
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(x), torch.from_numpy(median.astype(np.float32)))
+    assert np.allclose(predict_lstm(model, spec, rows), expected.numpy() * scale[:, None])
 
 
 def test_predictions_have_horizon_columns_and_scale_with_usage() -> None:
@@ -138,6 +204,7 @@ def test_fit_learns_records_losses_and_is_reproducible() -> None:
     assert first.train_loss == again.train_loss and first.val_loss == again.val_loss
     assert first.best_epoch == int(np.argmin(first.val_loss)) + 1
     assert first.baseline_val_loss > 0 and np.isfinite(first.baseline_val_loss)
+    assert first.spec.baseline == DEFAULT_BASELINE
     # Validation holds out whole batteries.
     val_ids = set(first.val_batteries)
     assert val_ids and first.val_windows == windows["battery_id"].isin(val_ids).sum()
