@@ -99,11 +99,7 @@ def process_telemetry_batch(job: BatteryJob, batch: DataFrame, batch_id: int) ->
                 ).withColumn("ingest_batch", F.lit(batch_id).cast("long"))
             )
             cached.append(fates)
-            n_new, n_batteries = (
-                fates.where(F.col("_reason").isNull())
-                .agg(F.count(F.lit(1)), F.count_distinct("battery_id"))
-                .first()
-            )
+            n_new = fates.where(F.col("_reason").isNull()).count()
             new = fates.where(F.col("_reason").isNull()).drop("_reason")
             rejected = rejected.unionByName(
                 transforms.rejected_reading_rows(
@@ -138,7 +134,6 @@ def process_telemetry_batch(job: BatteryJob, batch: DataFrame, batch_id: int) ->
                         spark,
                         known,
                         new,
-                        n_new + n_batteries * cfg.forecast.window_days,
                         refs,
                         batch_id,
                         cached,
@@ -165,15 +160,11 @@ def _score_and_alert(
     spark: SparkSession,
     known: DataFrame,
     new: DataFrame,
-    rows: int,
     refs: list,
     batch_id: int,
     cached: list[DataFrame],
 ) -> int:
-    """Forecast every new reading, store the forecasts, update the alerts; alerts opened.
-
-    `rows` estimates the history rows the windows need.
-    """
+    """Forecast every new reading, store the forecasts, update the alerts; alerts opened."""
     cfg, paths = job.cfg, job.paths
     history = transforms.history_for(
         new,
@@ -181,10 +172,14 @@ def _score_and_alert(
         cfg.forecast.window_days,
         health_inputs(refs),
     )
-    # About 20k history rows per pandas call; at least one per core.
-    buckets = max(cfg.spark.shuffle_partitions, -(-rows // 20_000))
     scored = score_history(
-        history, new, cfg.forecast.window_days, refs, job.target, job.loads, buckets
+        history,
+        new,
+        cfg.forecast.window_days,
+        refs,
+        job.target,
+        job.loads,
+        cfg.spark.shuffle_partitions,
     )
     scored = _checkpoint(scored.withColumn("scored_at", F.current_timestamp()))
     cached.append(scored)

@@ -215,35 +215,32 @@ def score_history(
     refs: list[ModelRef],
     target: RegistryTarget,
     loads: Accumulator | None = None,
-    buckets: int = 2,
+    partitions: int = 2,
 ) -> DataFrame:
     """Forecast every `targets` reading with each of `refs`, from its battery's `history`.
 
-    Windows are built and scored in the same Python call, a bucket of batteries at a time,
-    so they never travel back to the JVM: a window with its health arrays is up to 420
-    doubles, its forecast 30. One output row per reading and model (SCORED_SCHEMA).
+    Windows are built and scored in the same Python call, a chunk of batteries at a time
+    (`partitions` tasks), so they never travel back to the JVM: a window with its health
+    arrays is up to 420 doubles, its forecast 30. One output row per reading and model
+    (SCORED_SCHEMA).
     """
-    from streaming.transforms import battery_bucket, mark_targets, windows_of_group
+    from streaming.transforms import map_battery_chunks, mark_targets, windows_of_group
 
     health = health_inputs(refs)
     schema = to_arrow_schema(SCORED_SCHEMA, timezone="UTC")
 
-    def score(table: pa.Table) -> pa.Table:
-        windows = windows_of_group(table.to_pandas(), window_days, health)
+    def score(chunk: pd.DataFrame) -> pa.RecordBatch:
+        windows = windows_of_group(chunk, window_days, health)
         if windows.empty:
-            return schema.empty_table()
+            return pa.RecordBatch.from_pylist([], schema=schema)
         parts = []
         for ref in refs:
             model = cached_model(ref, target, loads, _load_forecaster)
             wanted = ["battery_id", "car_id", "date", *MODEL_INPUT_COLUMNS, *ref.inputs]
             parts.append(_forecast_batch(model, ref, windows[wanted]))
-        return pa.Table.from_batches(parts, schema=schema)
+        return pa.concat_batches(parts)
 
-    return (
-        mark_targets(history, targets)
-        .groupBy(battery_bucket(buckets))
-        .applyInArrow(score, SCORED_SCHEMA)
-    )
+    return map_battery_chunks(mark_targets(history, targets), partitions, score, SCORED_SCHEMA)
 
 
 def _forecast_batch(model: Any, ref: ModelRef, frame: pd.DataFrame) -> pa.RecordBatch:

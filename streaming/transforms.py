@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
@@ -282,11 +282,38 @@ def mark_targets(history: DataFrame, targets: DataFrame) -> DataFrame:
     ).withColumn("_target", F.coalesce("_target", F.lit(False)))
 
 
-def battery_bucket(buckets: int) -> Column:
-    """Batteries hashed into `buckets` groups, each handled in one pandas call: a call per
-    battery cost ~10 ms of pandas overhead, which at a few readings per battery per
-    micro-batch was most of the work."""
-    return F.pmod(F.xxhash64("battery_id"), F.lit(max(1, buckets))).alias("_bucket")
+# Rows of history per pandas call: a call per battery cost ~10 ms of pandas overhead, which
+# at a few readings per battery per micro-batch was most of the work.
+ROWS_PER_CALL = 20_000
+
+
+def map_battery_chunks(
+    marked: DataFrame,
+    partitions: int,
+    fn: Callable[[pd.DataFrame], pa.RecordBatch],
+    schema: T.StructType,
+) -> DataFrame:
+    """`fn` over chunks of whole batteries (about ROWS_PER_CALL rows each) of `marked`.
+
+    Rows are hash-partitioned by battery into `partitions` tasks, so every core gets its
+    share. (Grouping by a small bucket number instead let Spark hash buckets 0 and 1 into
+    the same one of 2 partitions: every live micro-batch was scored on one core.)
+    """
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        tables = list(batches)
+        if not tables or not any(b.num_rows for b in tables):
+            return
+        whole = pa.Table.from_batches(tables).to_pandas()
+        chunks = -(-len(whole) // ROWS_PER_CALL)
+        if chunks == 1:
+            yield fn(whole)
+            return
+        codes = pd.util.hash_array(whole["battery_id"].to_numpy()) % chunks
+        for _, chunk in whole.groupby(codes, sort=False):
+            yield fn(chunk)
+
+    return marked.repartition(max(1, partitions), "battery_id").mapInArrow(run, schema)
 
 
 def windows_of_group(
@@ -316,25 +343,24 @@ def build_windows(
     history: DataFrame,
     targets: DataFrame,
     window_days: int,
-    buckets: int = 2,
+    partitions: int = 2,
     health: tuple[str, ...] | list[str] = HEALTH_HISTORY_COLUMNS,
 ) -> DataFrame:
     """Model input rows (`window_schema(health)`) for each target reading, from its battery's
-    history, built `buckets` groups of batteries at a time.
+    history, in `partitions` tasks.
 
     The stream scores without materialising windows (`scoring.score_history`); this serves
     tests, benchmarks and anything that wants the model input itself.
     """
     health = list(health)
+    schema = window_schema(health)
+    arrow_schema = to_arrow_schema(schema, timezone="UTC")
 
-    def windows_of(group: pd.DataFrame) -> pd.DataFrame:
-        return windows_of_group(group, window_days, health)
+    def windows_of(group: pd.DataFrame) -> pa.RecordBatch:
+        frame = windows_of_group(group, window_days, health)
+        return pa.RecordBatch.from_pandas(frame, schema=arrow_schema, preserve_index=False)
 
-    return (
-        mark_targets(history, targets)
-        .groupBy(battery_bucket(buckets))
-        .applyInPandas(windows_of, window_schema(health))
-    )
+    return map_battery_chunks(mark_targets(history, targets), partitions, windows_of, schema)
 
 
 def alerts_from_forecasts(

@@ -150,6 +150,29 @@ def test_build_windows_fills_parked_days_and_ends_on_the_target(spark):
     assert again[5].car_id == "C1"
 
 
+def test_windows_come_out_the_same_in_chunks_of_whole_batteries_on_every_core(
+    spark, monkeypatch
+):
+    from models.data import simulated_readings
+
+    readings = simulated_readings(batteries=12, days=40, seed=2)
+    history = spark.createDataFrame(readings)
+    targets = history.where("date >= '2024-02-01'")
+
+    def windows(partitions: int) -> dict:
+        frame = transforms.build_windows(history, targets, 30, partitions, health=[])
+        tasks = frame.rdd.glom().map(len).collect()
+        rows = {(r.battery_id, r.date): r.daily_cycles for r in frame.collect()}
+        return tasks, rows
+
+    _, whole = windows(1)
+    # Tiny chunks: each pandas call must still see every row of its batteries.
+    monkeypatch.setattr(transforms, "ROWS_PER_CALL", 50)
+    tasks, chunked = windows(2)
+    assert chunked == whole and len(whole) == targets.count()
+    assert len(tasks) == 2 and min(tasks) > 0  # both cores get batteries
+
+
 def test_alerts_take_the_first_triggering_date_and_the_latest_forecast(spark):
     forecasts = spark.createDataFrame(
         [
