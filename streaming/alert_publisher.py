@@ -140,3 +140,8 @@ def _producer(cfg: PitstopConfig) -> tuple[tuple, Any]:
         _PRODUCERS.clear()
         _PRODUCERS[key] = Producer(conf)
     return key, _PRODUCERS[key]
+
+
+def close_producers() -> None:
+    """Drop the cached producers (each has flushed: publishing waits for every ack)."""
+    _PRODUCERS.clear()

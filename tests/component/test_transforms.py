@@ -150,9 +150,7 @@ def test_build_windows_fills_parked_days_and_ends_on_the_target(spark):
     assert again[5].car_id == "C1"
 
 
-def test_windows_come_out_the_same_in_chunks_of_whole_batteries_on_every_core(
-    spark, monkeypatch
-):
+def test_windows_come_out_the_same_in_chunks_of_whole_batteries_on_every_core(spark, monkeypatch):
     from models.data import simulated_readings
 
     readings = simulated_readings(batteries=12, days=40, seed=2)

@@ -80,6 +80,10 @@ def local_broker(
     try:
         yield handle
     finally:
+        from streaming.alert_publisher import close_producers
+
+        # A cached alert producer would go on reconnecting to the stopped broker till exit.
+        close_producers()
         stop_broker(broker_cfg, data_dir=handle.data_dir)
 
 
