@@ -355,7 +355,10 @@ def fit_lstm(
     baseline_val_loss = _evaluate(model, *val)
     train_loss: list[float] = []
     val_loss: list[float] = []
-    best, best_epoch, best_state, stopped_early = np.inf, 0, None, False
+    # Epoch 0, the baseline itself, is a candidate too: a correction that never beats it on
+    # validation is not kept.
+    best, best_epoch, stopped_early = baseline_val_loss, 0, False
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for epoch in range(1, epochs + 1):
         model.train()
         total = 0.0
@@ -388,8 +391,7 @@ def fit_lstm(
             stopped_early = True
             log.info("Time budget of %.0fs spent after epoch %d", time_budget_s, epoch)
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    model.load_state_dict(best_state)
     model.eval()
     return FitResult(
         model=model,

@@ -202,8 +202,10 @@ def test_fit_learns_records_losses_and_is_reproducible() -> None:
     again = fit_lstm(windows, futures, SMALL, **options)
     assert len(first.train_loss) == len(first.val_loss) == 2
     assert first.train_loss == again.train_loss and first.val_loss == again.val_loss
-    assert first.best_epoch == int(np.argmin(first.val_loss)) + 1
     assert first.baseline_val_loss > 0 and np.isfinite(first.baseline_val_loss)
+    # The best epoch is the best validation loss, the untrained baseline (epoch 0) included.
+    losses = [first.baseline_val_loss, *first.val_loss]
+    assert first.best_epoch == int(np.argmin(losses))
     assert first.spec.baseline == DEFAULT_BASELINE
     # Validation holds out whole batteries.
     val_ids = set(first.val_batteries)
@@ -291,3 +293,18 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
 def test_load_from_an_empty_folder(tmp_path: Path) -> None:
     with pytest.raises(LstmError, match="no saved LSTM"):
         load_lstm(tmp_path)
+
+
+def test_a_correction_that_never_beats_the_baseline_is_not_kept() -> None:
+    windows, futures = build_training_windows(
+        _fleet(days=50), SMALL.window_days, SMALL.horizon_days
+    )
+    # A learning rate this large wrecks the correction in the first epoch.
+    fit = fit_lstm(
+        windows, futures, SMALL, epochs=2, learning_rate=50.0, patience=5, max_windows=None
+    )
+    assert min(fit.val_loss) > fit.baseline_val_loss
+    assert fit.best_epoch == 0
+    _, baseline, scale = encode_windows(windows.head(20), fit.spec)
+    forecast = predict_lstm(fit.model, fit.spec, windows.head(20))
+    np.testing.assert_allclose(forecast, baseline * scale[:, None], rtol=1e-5)
