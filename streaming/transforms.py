@@ -297,23 +297,34 @@ def map_battery_chunks(
 
     Rows are hash-partitioned by battery into `partitions` tasks, so every core gets its
     share. (Grouping by a small bucket number instead let Spark hash buckets 0 and 1 into
-    the same one of 2 partitions: every live micro-batch was scored on one core.)
+    the same one of 2 partitions: every live micro-batch was scored on one core.) Each task
+    reads its rows sorted by battery and holds one chunk at a time, however large the batch.
     """
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        tables = list(batches)
-        if not tables or not any(b.num_rows for b in tables):
-            return
-        whole = pa.Table.from_batches(tables).to_pandas()
-        chunks = -(-len(whole) // ROWS_PER_CALL)
-        if chunks == 1:
-            yield fn(whole)
-            return
-        codes = pd.util.hash_array(whole["battery_id"].to_numpy()) % chunks
-        for _, chunk in whole.groupby(codes, sort=False):
-            yield fn(chunk)
+        held: list[pa.RecordBatch] = []
+        rows = 0
+        for batch in batches:
+            held.append(batch)
+            rows += batch.num_rows
+            if rows < ROWS_PER_CALL:
+                continue
+            table = pa.Table.from_batches(held)
+            # The last battery may go on in the next batch: keep its rows for the next chunk.
+            ids = table.column("battery_id")
+            cut = pc.index(ids, ids[-1]).as_py()
+            if cut > 0:
+                yield fn(table.slice(0, cut).to_pandas())
+            held = table.slice(cut).to_batches()
+            rows = table.num_rows - cut
+        if rows:
+            yield fn(pa.Table.from_batches(held).to_pandas())
 
-    return marked.repartition(max(1, partitions), "battery_id").mapInArrow(run, schema)
+    return (
+        marked.repartition(max(1, partitions), "battery_id")
+        .sortWithinPartitions("battery_id")
+        .mapInArrow(run, schema)
+    )
 
 
 def windows_of_group(

@@ -164,9 +164,16 @@ def test_windows_come_out_the_same_in_chunks_of_whole_batteries_on_every_core(sp
         return tasks, rows
 
     _, whole = windows(1)
-    # Tiny chunks: each pandas call must still see every row of its batteries.
+    # Tiny chunks and tiny Arrow batches (a battery's rows span several): each pandas call
+    # must still see every row of its batteries.
     monkeypatch.setattr(transforms, "ROWS_PER_CALL", 50)
-    tasks, chunked = windows(2)
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(key)
+    spark.conf.set(key, "7")
+    try:
+        tasks, chunked = windows(2)
+    finally:
+        spark.conf.set(key, before)
     assert chunked == whole and len(whole) == targets.count()
     assert len(tasks) == 2 and min(tasks) > 0  # both cores get batteries
 
