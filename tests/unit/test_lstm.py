@@ -23,20 +23,12 @@ from models.lstm import (
     weekly_baseline,
 )
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_torch_thread")]
 
 SMALL = LstmSpec(window_days=14, horizon_days=5, hidden_size=8, num_layers=2)
 FIXTURE_LSTM = Path(__file__).resolve().parents[1] / "fixtures" / "model" / "artifacts" / "lstm"
 # A weekday pattern with mean 1, as a scaled window has.
 WEEK = np.array([1.0, 1.0, 1.0, 1.0, 1.5, 0.5, 0.0])
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # other suites share two cores
-    yield
-    torch.set_num_threads(previous)
 
 
 def _rows(*histories: list[float]) -> pd.DataFrame:

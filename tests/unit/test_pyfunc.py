@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from models.candidates import FitRequest, TrainedLstm, lstm_candidate, select_candidates
 from models.data import simulated_readings
@@ -29,19 +28,11 @@ from models.pyfunc import (
     forecast_signature,
 )
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_torch_thread")]
 
 WINDOW, HORIZON = 14, 5
 # One epoch on a few hundred windows: these tests check the plumbing, not the quality.
 TINY = {"epochs": 1, "max_windows": 200}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # other suites share two cores
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
