@@ -56,9 +56,6 @@ def window_schema(health: tuple[str, ...] | list[str] = HEALTH_HISTORY_COLUMNS) 
     )
 
 
-WINDOW_SCHEMA = window_schema()
-
-
 _ENVELOPE = ("key", "payload", "reason", "topic", "partition", "offset", "kafka_timestamp")
 
 
