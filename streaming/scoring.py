@@ -27,10 +27,12 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from models.features import HEALTH_HISTORY_COLUMNS, MODEL_INPUT_COLUMNS, forecast_failure_days
 from pitstop.errors import PitstopError
 from streaming.tables import FORECAST_SCHEMA
+from streaming.transforms import map_battery_chunks, mark_targets, windows_of_group
 
 log = logging.getLogger(__name__)
 
 SCORED_SCHEMA = T.StructType([f for f in FORECAST_SCHEMA.fields if f.name != "scored_at"])
+_SCORED_ARROW = to_arrow_schema(SCORED_SCHEMA, timezone="UTC")
 
 
 class ModelUnavailableError(PitstopError):
@@ -224,15 +226,12 @@ def score_history(
     arrays is up to 420 doubles, its forecast 30. One output row per reading and model
     (SCORED_SCHEMA).
     """
-    from streaming.transforms import map_battery_chunks, mark_targets, windows_of_group
-
     health = health_inputs(refs)
-    schema = to_arrow_schema(SCORED_SCHEMA, timezone="UTC")
 
     def score(chunk: pd.DataFrame) -> pa.RecordBatch:
         windows = windows_of_group(chunk, window_days, health)
         if windows.empty:
-            return pa.RecordBatch.from_pylist([], schema=schema)
+            return pa.RecordBatch.from_pylist([], schema=_SCORED_ARROW)
         parts = []
         for ref in refs:
             model = cached_model(ref, target, loads, _load_forecaster)
@@ -245,7 +244,6 @@ def score_history(
 
 def _forecast_batch(model: Any, ref: ModelRef, frame: pd.DataFrame) -> pa.RecordBatch:
     """SCORED_SCHEMA rows for model-input rows: the forecast, days and date of failure."""
-    schema = to_arrow_schema(SCORED_SCHEMA, timezone="UTC")
     forecast = np.asarray(model.predict(frame), dtype=np.float64)
     days = forecast_failure_days(
         frame["lifetime_cycles_used"].to_numpy(),
@@ -261,7 +259,7 @@ def _forecast_batch(model: Any, ref: ModelRef, frame: pd.DataFrame) -> pa.Record
         "forecast": pa.ListArray.from_arrays(
             pa.array(np.arange(0, rows * horizon + 1, horizon, dtype=np.int32)),
             pa.array(forecast.ravel()),
-            type=schema.field("forecast").type,
+            type=_SCORED_ARROW.field("forecast").type,
         ),
         "days_to_failure": pa.array(whole.astype("int32"), mask=~known),
         "predicted_failure_date": pa.array(
@@ -276,7 +274,7 @@ def _forecast_batch(model: Any, ref: ModelRef, frame: pd.DataFrame) -> pa.Record
             values[f.name]
             if f.name in values
             else pa.array(frame[f.name].to_numpy(), type=f.type, from_pandas=True)
-            for f in schema
+            for f in _SCORED_ARROW
         ],
-        schema=schema,
+        schema=_SCORED_ARROW,
     )
