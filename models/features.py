@@ -12,6 +12,8 @@ They are optional model input: a forecaster that does not use them ignores them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -87,6 +89,28 @@ def _battery_starts(dense: pd.DataFrame) -> np.ndarray:
     first = np.ones(len(ids), dtype=bool)
     first[1:] = ids[1:] != ids[:-1]
     return np.maximum.accumulate(np.where(first, np.arange(len(ids)), 0))
+
+
+def flat_rows(values: Sequence[object]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-row arrays as one flat float64 array and the rows' lengths, in a few C-speed
+    steps; None when some row is not a 1-D array or list of numbers (null, scalar, nested),
+    for the caller's row-by-row path. None inside an array becomes NaN, as `np.asarray` does.
+    """
+    try:
+        lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+        flat = np.asarray(np.concatenate(values), dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if flat.ndim != 1 or flat.size != lengths.sum():
+        return None
+    return flat, lengths
+
+
+def split_rows(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    """The rows of `flat_rows`' output again, as views."""
+    ends = np.cumsum(lengths).tolist()
+    # Plain slicing: np.split pays a swapaxes per row, ~4x slower at 80k rows.
+    return [flat[end - n : end] for end, n in zip(ends, lengths.tolist(), strict=True)]
 
 
 def health_history_columns(columns: pd.Index | list[str] | tuple[str, ...]) -> tuple[str, ...]:

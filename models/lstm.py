@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from models.features import HISTORY_COLUMN
+from models.features import HISTORY_COLUMN, flat_rows
 from pitstop.errors import PitstopError
 
 log = logging.getLogger(__name__)
@@ -141,16 +141,38 @@ def _optional_arrays(values: Sequence[object]) -> list[np.ndarray]:
     ]
 
 
+def _padded_rows(
+    values: Sequence[object], width: int, optional: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """`_left_pad` of the rows' arrays with NaN; a null row is empty when `optional`.
+
+    Rows that are all arrays of numbers (the usual model input) skip the row-by-row
+    conversion.
+    """
+    rows = flat_rows(values)
+    if rows is None:
+        arrays = _optional_arrays(values) if optional else _as_arrays(values)
+        return _left_pad(arrays, width, np.nan)
+    return _left_pad_flat(*rows, width, np.nan)
+
+
 def _left_pad(arrays: list[np.ndarray], width: int, fill: float) -> tuple[np.ndarray, np.ndarray]:
     """Right-align each array in a (n, width) matrix; returns the matrix and lengths used."""
     lengths = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
+    flat = np.concatenate(arrays) if arrays else np.zeros(0)
+    return _left_pad_flat(flat, lengths, width, fill)
+
+
+def _left_pad_flat(
+    flat: np.ndarray, lengths: np.ndarray, width: int, fill: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """`_left_pad` of rows given as one flat array and their lengths."""
     used = np.minimum(lengths, width)
-    out = np.full((len(arrays), width), fill, dtype=np.float64)
+    out = np.full((len(lengths), width), fill, dtype=np.float64)
     if used.sum() == 0:
         return out, used
-    flat = np.concatenate(arrays) if arrays else np.zeros(0)
     # Vectorised scatter: element j of row i's kept tail goes to column width - used_i + j.
-    row = np.repeat(np.arange(len(arrays)), used)
+    row = np.repeat(np.arange(len(lengths)), used)
     within = np.arange(used.sum()) - np.repeat(np.cumsum(used) - used, used)
     source = np.repeat(np.cumsum(lengths) - used, used) + within
     out[row, width - used[row] + within] = flat[source]
@@ -219,10 +241,9 @@ def encode_windows(
     """
     if HISTORY_COLUMN not in frame.columns:
         raise LstmError(f"Model input needs a '{HISTORY_COLUMN}' column.")
-    histories = _as_arrays(frame[HISTORY_COLUMN].tolist())
-    if any(len(h) == 0 for h in histories):
+    cycles, used = _padded_rows(frame[HISTORY_COLUMN].tolist(), spec.window_days, optional=False)
+    if (used == 0).any():
         raise LstmError(f"Every '{HISTORY_COLUMN}' array needs at least one day.")
-    cycles, used = _left_pad(histories, spec.window_days, np.nan)
     cycles = np.nan_to_num(cycles, nan=0.0, copy=False)
     real = np.arange(spec.window_days)[None, :] >= (spec.window_days - used)[:, None]
     scale = np.maximum(cycles.sum(axis=1) / used, MIN_SCALE)
@@ -233,7 +254,7 @@ def encode_windows(
             # Optional input (the stream may not carry it): the standardised mean, 0.
             channels.append(np.zeros_like(scaled))
             continue
-        values, _ = _left_pad(_optional_arrays(frame[name].tolist()), spec.window_days, np.nan)
+        values, _ = _padded_rows(frame[name].tolist(), spec.window_days, optional=True)
         mean, std = spec.channel_stats.get(name, (0.0, 1.0))
         channels.append(np.nan_to_num((values - mean) / (std or 1.0), nan=0.0))
     baseline = weekly_baseline(scaled, used, spec.horizon_days, spec.baseline)

@@ -32,6 +32,8 @@ from models.features import (
     HISTORY_COLUMN,
     MODEL_INPUT_COLUMNS,
     STATIC_COLUMNS,
+    flat_rows,
+    split_rows,
 )
 from pitstop.errors import PitstopError
 
@@ -129,8 +131,22 @@ def coerce_model_input(
     if missing:
         raise ForecastInputError(f"Forecast input lacks column(s) {', '.join(missing)}.")
     out = pd.DataFrame(index=range(len(frame)))
+    values = frame[HISTORY_COLUMN].tolist()
+    rows = flat_rows(values)
+    if (
+        rows is not None
+        and (rows[1] > 0).all()
+        and (max_days is None or not len(rows[1]) or rows[1].max() <= max_days)
+    ):
+        # The usual input (arrays of numbers): the same checks on all values at once.
+        flat, lengths = rows
+        if (flat < 0).any() or np.isinf(flat).any():
+            raise ForecastInputError(
+                f"Every '{HISTORY_COLUMN}' value must be 0 or more, and finite."
+            )
+        return _with_columns(out, frame, split_rows(flat, lengths), array_columns)
     histories = []
-    for value in frame[HISTORY_COLUMN].tolist():
+    for value in values:
         if value is None or np.ndim(value) != 1 or len(value) == 0:
             raise ForecastInputError(f"Every '{HISTORY_COLUMN}' must be a non-empty array.")
         if max_days is not None and len(value) > max_days:
@@ -143,6 +159,17 @@ def coerce_model_input(
     days = np.concatenate(histories) if histories else np.zeros(0)
     if (days < 0).any() or np.isinf(days).any():
         raise ForecastInputError(f"Every '{HISTORY_COLUMN}' value must be 0 or more, and finite.")
+    return _with_columns(out, frame, histories, array_columns)
+
+
+def _with_columns(
+    out: pd.DataFrame,
+    frame: pd.DataFrame,
+    histories: list[np.ndarray],
+    array_columns: tuple[str, ...],
+) -> pd.DataFrame:
+    """`out` with the checked histories, the statics as floats, the optional arrays aligned
+    with the histories, and every other column of `frame` untouched."""
     out[HISTORY_COLUMN] = histories
     for name in STATIC_COLUMNS:
         out[name] = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
@@ -157,6 +184,12 @@ def coerce_model_input(
 
 def _aligned_arrays(values: list[Any], histories: list[np.ndarray], name: str) -> list[np.ndarray]:
     """Optional per-day arrays as float64, one per history and as long; null/empty -> NaN."""
+    rows = flat_rows(values)
+    if rows is not None and np.array_equal(rows[1], [len(h) for h in histories]):
+        flat, lengths = rows
+        if np.isinf(flat).any():
+            raise ForecastInputError(f"Every '{name}' value must be finite (or null).")
+        return split_rows(flat, lengths)
     out = []
     for value, history in zip(values, histories, strict=True):
         if value is None or (np.ndim(value) == 0 and pd.isna(value)) or np.size(value) == 0:

@@ -15,6 +15,9 @@ from models.lstm import (
     CycleLstm,
     LstmError,
     LstmSpec,
+    _left_pad,
+    _optional_arrays,
+    _padded_rows,
     encode_windows,
     fit_lstm,
     load_lstm,
@@ -300,3 +303,20 @@ def test_a_correction_that_never_beats_the_baseline_is_not_kept() -> None:
     _, baseline, scale = encode_windows(windows.head(20), fit.spec)
     forecast = predict_lstm(fit.model, fit.spec, windows.head(20))
     np.testing.assert_allclose(forecast, baseline * scale[:, None], rtol=1e-5)
+
+
+def test_rows_of_numbers_are_padded_at_once_as_they_are_row_by_row() -> None:
+    rng = np.random.default_rng(3)
+    rows = [rng.uniform(0, 3, n) for n in (20, 14, 3, 1, 0)]
+    rows[1] = rows[1].astype(object)
+    rows[1][9] = None  # a day without a value
+    rows.append([1.0, 2.0])  # a plain list, as JSON gives
+    at_once = _padded_rows(rows, 14, optional=True)
+    by_row = _left_pad(_optional_arrays(rows), 14, np.nan)
+    for fast, slow in zip(at_once, by_row, strict=True):
+        assert np.array_equal(fast, slow, equal_nan=True)
+    assert at_once[1].tolist() == [14, 14, 3, 1, 0, 2]
+    # A null row cannot go through at once; it still counts as no values at all.
+    with_null = _padded_rows([*rows, None], 14, optional=True)
+    assert np.array_equal(with_null[0][:-1], at_once[0], equal_nan=True)
+    assert with_null[1][-1] == 0 and np.isnan(with_null[0][-1]).all()

@@ -173,3 +173,34 @@ def test_coerce_leaves_arrays_the_model_does_not_read_untouched() -> None:
         coerce_model_input(example, array_columns=("resting_voltage_history",))
     absent = coerce_model_input(forecast_input_example(WINDOW), array_columns=("x_history",))
     assert "x_history" not in absent.columns
+
+
+def test_coerce_checks_arrays_of_numbers_at_once_as_row_by_row() -> None:
+    example = forecast_input_example(WINDOW)  # windows of different lengths
+    volts = [np.full(len(h), 12.5) for h in example["daily_cycles"]]
+    volts[0] = volts[0].astype(object)
+    volts[0][3] = None
+    out = coerce_model_input(
+        example.assign(resting_voltage_history=volts), array_columns=("resting_voltage_history",)
+    )
+    assert all(isinstance(h, np.ndarray) and h.dtype == np.float64 for h in out["daily_cycles"])
+    assert np.isnan(out["resting_voltage_history"][0][3])
+    assert np.allclose(out["daily_cycles"][1], example["daily_cycles"][1])
+    negative = example.copy()
+    negative.at[0, "daily_cycles"] = [-1.0] * len(example["daily_cycles"][0])
+    with pytest.raises(ForecastInputError, match="0 or more"):
+        coerce_model_input(negative)
+    with pytest.raises(ForecastInputError, match="at most"):
+        coerce_model_input(example, max_days=WINDOW - 1)
+    infinite = [np.full(len(h), np.inf) for h in example["daily_cycles"]]
+    with pytest.raises(ForecastInputError, match="finite"):
+        coerce_model_input(
+            example.assign(resting_voltage_history=infinite),
+            array_columns=("resting_voltage_history",),
+        )
+    misaligned = [np.full(3, 12.5) for _ in range(len(example))]
+    with pytest.raises(ForecastInputError, match="as long as"):
+        coerce_model_input(
+            example.assign(resting_voltage_history=misaligned),
+            array_columns=("resting_voltage_history",),
+        )
