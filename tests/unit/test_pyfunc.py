@@ -175,7 +175,7 @@ def test_coerce_leaves_arrays_the_model_does_not_read_untouched() -> None:
     assert "x_history" not in absent.columns
 
 
-def test_coerce_checks_arrays_of_numbers_at_once_as_row_by_row() -> None:
+def test_coerce_of_whole_columns_of_numbers_keeps_every_row_rule() -> None:
     example = forecast_input_example(WINDOW)  # windows of different lengths
     volts = [np.full(len(h), 12.5) for h in example["daily_cycles"]]
     volts[0] = volts[0].astype(object)
