@@ -41,9 +41,13 @@ def job_environment(cfg: PitstopConfig) -> dict[str, str]:
 
 
 def start_job(cfg: PitstopConfig, log: Path) -> subprocess.Popen:
+    # A SIGKILLed job cannot remove its Spark scratch dir (~100 MB of jars); keep it under
+    # the test's tmp_path, which pytest prunes, instead of /tmp.
+    scratch = log.parent / "spark-local"
+    scratch.mkdir(exist_ok=True)
     return subprocess.Popen(
         spark_submit_command(cfg),
-        env=job_environment(cfg),
+        env={**job_environment(cfg), "SPARK_LOCAL_DIRS": str(scratch)},
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
