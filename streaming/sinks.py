@@ -108,8 +108,12 @@ def update_alerts(
         close_reason=F.when(replaced_now, "replaced"),
         published_at=F.lit(None).cast("timestamp"),
     )
+    # An alert's id is its opening (battery and first triggering date): a row with that id
+    # means a replay of the batch that opened it -- even if it was opened closed, which the
+    # status test alone would not see -- so it is matched, changed by no clause, not inserted.
     matches = (
-        "(NOT s._close AND t.battery_id = s.battery_id AND t.status IN ('open', 'acknowledged'))"
+        "(NOT s._close AND t.battery_id = s.battery_id"
+        " AND (t.status IN ('open', 'acknowledged') OR t.alert_id = s.alert_id))"
         " OR (s._close AND t.car_id = s.car_id AND t.battery_id <> s.battery_id"
         " AND NOT array_contains(s._skip, t.battery_id)"
         " AND t.status = 'open' AND s.first_date >= t.alert_date)"
