@@ -173,19 +173,23 @@ def _with_columns(
     out[HISTORY_COLUMN] = histories
     for name in STATIC_COLUMNS:
         out[name] = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
+    days = np.fromiter(map(len, histories), dtype=np.int64, count=len(histories))
     for name in array_columns:
         if name in frame.columns:
-            out[name] = _aligned_arrays(frame[name].tolist(), histories, name)
+            out[name] = _aligned_arrays(frame[name].tolist(), histories, days, name)
     for name in frame.columns:
         if name not in out.columns:
             out[name] = frame[name].to_numpy()
     return out
 
 
-def _aligned_arrays(values: list[Any], histories: list[np.ndarray], name: str) -> list[np.ndarray]:
-    """Optional per-day arrays as float64, one per history and as long; null/empty -> NaN."""
+def _aligned_arrays(
+    values: list[Any], histories: list[np.ndarray], days: np.ndarray, name: str
+) -> list[np.ndarray]:
+    """Optional per-day arrays as float64, one per history and as long (`days`, the
+    histories' lengths); null/empty -> NaN."""
     rows = flat_rows(values)
-    if rows is not None and np.array_equal(rows[1], [len(h) for h in histories]):
+    if rows is not None and np.array_equal(rows[1], days):
         flat, lengths = rows
         if np.isinf(flat).any():
             raise ForecastInputError(f"Every '{name}' value must be finite (or null).")
