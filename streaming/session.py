@@ -61,8 +61,23 @@ def build_spark_session(cfg: PitstopConfig, app_name: str | None = None) -> Spar
         builder = builder.appName(app_name)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    _quiet_expected_warnings(spark)
     log.info("Spark %s session ready (master %s)", spark.version, spark.sparkContext.master)
     return spark
+
+
+# Loggers whose only warning is something Pitstop does on purpose, every micro-batch:
+# `sinks.release_checkpoint` unpersists each local checkpoint once the batch is done, and
+# Spark warns that such an RDD cannot be recomputed (~7 lines per micro-batch, no news).
+_EXPECTED_WARNINGS = ("org.apache.spark.rdd.MapPartitionsRDD",)
+
+
+def _quiet_expected_warnings(spark: SparkSession) -> None:
+    """Raise the named loggers to ERROR so the job's log keeps the warnings that matter."""
+    jvm = spark.sparkContext._jvm
+    error = jvm.org.apache.logging.log4j.Level.ERROR
+    for name in _EXPECTED_WARNINGS:
+        jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(name, error)
 
 
 def _python() -> str:
