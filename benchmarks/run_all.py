@@ -18,6 +18,7 @@ ORDER = (
     "compliance.py",
     "forecast_quality.py",
     "stream_benchmark.py",
+    "sink_floor.py",
     "soak.py",  # 30 minutes
 )
 
