@@ -99,26 +99,25 @@ def _check_field(rule: FieldRule, value: Any, present: bool) -> tuple[Any, str |
 
 
 def _convert(rule: FieldRule, value: Any) -> tuple[Any, str | None]:
-    wrong = f"field '{rule.name}' must be {_TYPE_WORDS[rule.type]}, got {_describe(value)}"
+    # Runs for every field of every message: the common valid cases return first, and an
+    # error message is only formatted for a value that needs one.
     if rule.type == "string":
         if not isinstance(value, str):
-            return None, wrong
+            return None, _wrong_type(rule, value)
         if rule.non_empty and not value.strip():
             return None, f"field '{rule.name}' must not be empty"
         return value, None
     if rule.type in ("int", "float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None, wrong
-        if isinstance(value, float) and not math.isfinite(value):
-            return None, wrong
-        if rule.type == "int":
-            if isinstance(value, float) and not value.is_integer():
-                return None, wrong
-            return int(value), None
-        return float(value), None
+        kind = type(value)
+        if kind is float:
+            if not math.isfinite(value) or (rule.type == "int" and not value.is_integer()):
+                return None, _wrong_type(rule, value)
+        elif kind is not int and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return None, _wrong_type(rule, value)
+        return (int(value) if rule.type == "int" else float(value)), None
     if rule.type == "date":
         if not isinstance(value, str):
-            return None, wrong
+            return None, _wrong_type(rule, value)
         try:
             if not _DATE.fullmatch(value):
                 raise ValueError(value)
@@ -127,7 +126,7 @@ def _convert(rule: FieldRule, value: Any) -> tuple[Any, str | None]:
             return None, f"field '{rule.name}' must be a date YYYY-MM-DD, got {value[:40]!r}"
     if rule.type == "timestamp":
         if not isinstance(value, str):
-            return None, wrong
+            return None, _wrong_type(rule, value)
         try:
             stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
@@ -136,6 +135,10 @@ def _convert(rule: FieldRule, value: Any) -> tuple[Any, str | None]:
             stamp = stamp.replace(tzinfo=dt.timezone.utc)
         return stamp.astimezone(dt.timezone.utc), None
     raise AssertionError(f"unhandled field type {rule.type}")
+
+
+def _wrong_type(rule: FieldRule, value: Any) -> str:
+    return f"field '{rule.name}' must be {_TYPE_WORDS[rule.type]}, got {_describe(value)}"
 
 
 def _check_range(rule: FieldRule, value: Any) -> str | None:

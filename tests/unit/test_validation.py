@@ -58,12 +58,27 @@ def test_valid_message_is_typed_and_keeps_unknown_fields_apart():
         ({"lifetime_cycles_used": -1}, "out of range: -1.0 (must be >= 0)"),
         ({"schema_version": 2}, "unknown schema_version 2"),
         ({"resting_voltage": "high"}, "field 'resting_voltage' must be a number"),
+        ({"number_of_trips": [1]}, "field 'number_of_trips' must be an integer, got a JSON list"),
+        ({"car_id": 7}, "field 'car_id' must be a string, got 7"),
     ],
 )
 def test_each_broken_rule_gets_its_reason(changes, reason):
     checked = check(**changes)
     assert not checked.ok
     assert reason in checked.reason
+
+
+def test_whole_floats_are_integers_and_overflowing_numbers_are_not_numbers():
+    checked = check(battery_age_days=10.0)
+    assert checked.fields["battery_age_days"] == 10
+    assert isinstance(checked.fields["battery_age_days"], int)
+    # 1e999 is valid JSON that Python reads as infinity.
+    overflow = json.dumps(GOOD).replace(
+        '"daily_trip_duration": 1.5', '"daily_trip_duration": 1e999'
+    )
+    assert check_telemetry(overflow).reason == (
+        "field 'daily_trip_duration' must be a number, got inf"
+    )
 
 
 def test_envelope_problems_are_reasons_too():
