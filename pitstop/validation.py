@@ -108,11 +108,11 @@ def _convert(rule: FieldRule, value: Any) -> tuple[Any, str | None]:
             return None, f"field '{rule.name}' must not be empty"
         return value, None
     if rule.type in ("int", "float"):
-        kind = type(value)
-        if kind is float:
+        # JSON numbers arrive as exactly int or float (a boolean is neither).
+        if type(value) is float:
             if not math.isfinite(value) or (rule.type == "int" and not value.is_integer()):
                 return None, _wrong_type(rule, value)
-        elif kind is not int and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        elif type(value) is not int:
             return None, _wrong_type(rule, value)
         return (int(value) if rule.type == "int" else float(value)), None
     if rule.type == "date":
