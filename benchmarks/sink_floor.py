@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     r.alert_id
                     for r in DeltaTable.forPath(spark, paths[tables.ALERTS])
                     .toDF()
-                    .where(F.col("published_at").isNull())
+                    .where(F.col("published_at").isNull() & (F.col("status") == "open"))
                     .select("alert_id")
                     .collect()
                 ]
