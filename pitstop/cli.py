@@ -188,6 +188,32 @@ def score(
     )
 
 
+@app.command()
+def maintain(
+    vacuum_hours: Annotated[
+        float, typer.Option(help="VACUUM keeps unreferenced files younger than this (>= 168)")
+    ] = 168.0,
+    vacuum: Annotated[bool, typer.Option(help="VACUUM after compacting")] = True,
+) -> None:
+    """Compact the Delta tables' small files and VACUUM old ones (safe while the stream runs)."""
+    from streaming.maintenance import maintain_tables
+    from streaming.session import build_spark_session
+
+    cfg = _config()
+    spark = build_spark_session(cfg)
+    with console.status("Compacting the Delta tables"):
+        done = maintain_tables(spark, cfg, vacuum_hours if vacuum else None)
+    table = Table("table", "files before", "files after", "vacuumed")
+    for upkeep in done:
+        table.add_row(
+            upkeep.table,
+            f"{upkeep.files_before:,}",
+            f"{upkeep.files_after:,}",
+            f"older than {vacuum_hours:g} h" if upkeep.vacuumed else "no",
+        )
+    console.print(table if done else f"No Pitstop tables under {cfg.storage.lake} yet.")
+
+
 # --- alerts -------------------------------------------------------------------------------
 
 

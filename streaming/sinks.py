@@ -140,7 +140,7 @@ def update_alerts(
         )
 
     try:
-        metrics = _retry_on_conflict(merge).first()
+        metrics = retry_on_conflict(merge).first()
     finally:
         release_checkpoint(local)
     return int(metrics["num_inserted_rows"]) if metrics is not None else 0
@@ -157,7 +157,7 @@ def mark_published(spark: SparkSession, alert_ids: list[str], path: str) -> None
     """Record that these alert openings reached the vehicle-alerts topic."""
     if not alert_ids:
         return
-    _retry_on_conflict(
+    retry_on_conflict(
         lambda: DeltaTable.forPath(spark, path).update(
             F.col("alert_id").isin(alert_ids) & F.col("published_at").isNull(),
             {"published_at": F.current_timestamp()},
@@ -165,7 +165,7 @@ def mark_published(spark: SparkSession, alert_ids: list[str], path: str) -> None
     )
 
 
-def _retry_on_conflict(command, attempts: int = 5):
+def retry_on_conflict(command, attempts: int = 5):
     """Run a Delta command, retrying when a concurrent writer (e.g. `alerts ack`) won the race."""
     from delta import exceptions as conflicts
 
