@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import subprocess
 import sys
 from enum import Enum
 from pathlib import Path
@@ -131,11 +130,11 @@ def stream(
     ] = False,
 ) -> None:
     """Run the streaming job with spark-submit (Ctrl-C stops it after the current batch)."""
-    from streaming.submit import spark_submit_command, submit_environment
+    from streaming.submit import run_forwarding_signals, spark_submit_command, submit_environment
 
     cfg = _config()
     command = spark_submit_command(cfg, ["--available-now"] if available_now else [])
-    raise typer.Exit(subprocess.call(command, env=submit_environment()))
+    raise typer.Exit(run_forwarding_signals(command, submit_environment()))
 
 
 @app.command()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -37,6 +39,26 @@ def spark_submit_command(cfg: PitstopConfig, job_args: list[str] | None = None) 
         if key in conf:
             command += ["--conf", f"{key}={conf[key]}"]
     return [*command, str(JOB_FILE), "--env", cfg.env, *(job_args or [])]
+
+
+def run_forwarding_signals(command: list[str], env: dict[str, str]) -> int:
+    """Run `command` to its end; SIGINT and SIGTERM sent to this process are passed on to it.
+
+    A terminal's Ctrl-C reaches the whole process group anyway, but `docker stop`, systemd
+    and other supervisors signal only the process they started: without this the job would
+    be killed later instead of stopping after its current micro-batch.
+    """
+    child = subprocess.Popen(command, env=env)
+
+    def forward(signum: int, _frame) -> None:
+        child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def submit_environment() -> dict[str, str]:
