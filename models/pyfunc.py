@@ -130,7 +130,6 @@ def coerce_model_input(
     missing = [c for c in MODEL_INPUT_COLUMNS if c not in frame.columns]
     if missing:
         raise ForecastInputError(f"Forecast input lacks column(s) {', '.join(missing)}.")
-    out = pd.DataFrame(index=range(len(frame)))
     values = frame[HISTORY_COLUMN].tolist()
     rows = flat_rows(values)
     if (
@@ -138,45 +137,46 @@ def coerce_model_input(
         and (rows[1] > 0).all()
         and (max_days is None or not len(rows[1]) or rows[1].max() <= max_days)
     ):
-        # The usual input (arrays of numbers): the same checks on all values at once.
-        flat, lengths = rows
-        if (flat < 0).any() or np.isinf(flat).any():
-            raise ForecastInputError(
-                f"Every '{HISTORY_COLUMN}' value must be 0 or more, and finite."
-            )
-        return _with_columns(out, frame, split_rows(flat, lengths), array_columns)
-    histories = []
-    for value in values:
-        if value is None or np.ndim(value) != 1 or len(value) == 0:
-            raise ForecastInputError(f"Every '{HISTORY_COLUMN}' must be a non-empty array.")
-        if max_days is not None and len(value) > max_days:
-            raise ForecastInputError(
-                f"A '{HISTORY_COLUMN}' holds {len(value)} days; this model takes at most "
-                f"{max_days} (the most recent, oldest first)."
-            )
-        # None inside a history is a day without a reading: parked, as in features.
-        histories.append(np.asarray(value, dtype=np.float64))
-    days = np.concatenate(histories) if histories else np.zeros(0)
+        # The usual input (arrays of numbers): no row-by-row conversion.
+        days, lengths = rows
+        histories = split_rows(days, lengths)
+    else:
+        histories = [_checked_history(value, max_days) for value in values]
+        lengths = np.fromiter(map(len, histories), dtype=np.int64, count=len(histories))
+        days = np.concatenate(histories) if histories else np.zeros(0)
     if (days < 0).any() or np.isinf(days).any():
         raise ForecastInputError(f"Every '{HISTORY_COLUMN}' value must be 0 or more, and finite.")
-    return _with_columns(out, frame, histories, array_columns)
+    return _with_columns(frame, histories, lengths, array_columns)
+
+
+def _checked_history(value: Any, max_days: int | None) -> np.ndarray:
+    """One history as float64, or the reason it cannot be one."""
+    if value is None or np.ndim(value) != 1 or len(value) == 0:
+        raise ForecastInputError(f"Every '{HISTORY_COLUMN}' must be a non-empty array.")
+    if max_days is not None and len(value) > max_days:
+        raise ForecastInputError(
+            f"A '{HISTORY_COLUMN}' holds {len(value)} days; this model takes at most "
+            f"{max_days} (the most recent, oldest first)."
+        )
+    # None inside a history is a day without a reading: parked, as in features.
+    return np.asarray(value, dtype=np.float64)
 
 
 def _with_columns(
-    out: pd.DataFrame,
     frame: pd.DataFrame,
     histories: list[np.ndarray],
+    lengths: np.ndarray,
     array_columns: tuple[str, ...],
 ) -> pd.DataFrame:
-    """`out` with the checked histories, the statics as floats, the optional arrays aligned
-    with the histories, and every other column of `frame` untouched."""
+    """The checked histories (of `lengths` days), the statics as floats, the optional arrays
+    aligned with the histories, and every other column of `frame` untouched."""
+    out = pd.DataFrame(index=range(len(frame)))
     out[HISTORY_COLUMN] = histories
     for name in STATIC_COLUMNS:
         out[name] = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
-    days = np.fromiter(map(len, histories), dtype=np.int64, count=len(histories))
     for name in array_columns:
         if name in frame.columns:
-            out[name] = _aligned_arrays(frame[name].tolist(), histories, days, name)
+            out[name] = _aligned_arrays(frame[name].tolist(), histories, lengths, name)
     for name in frame.columns:
         if name not in out.columns:
             out[name] = frame[name].to_numpy()
@@ -184,13 +184,13 @@ def _with_columns(
 
 
 def _aligned_arrays(
-    values: list[Any], histories: list[np.ndarray], days: np.ndarray, name: str
+    values: list[Any], histories: list[np.ndarray], lengths: np.ndarray, name: str
 ) -> list[np.ndarray]:
-    """Optional per-day arrays as float64, one per history and as long (`days`, the
-    histories' lengths); null/empty -> NaN."""
+    """Optional per-day arrays as float64, one per history and as long (`lengths`, the
+    histories'); null/empty -> NaN."""
     rows = flat_rows(values)
-    if rows is not None and np.array_equal(rows[1], days):
-        flat, lengths = rows
+    if rows is not None and np.array_equal(rows[1], lengths):
+        flat = rows[0]
         if np.isinf(flat).any():
             raise ForecastInputError(f"Every '{name}' value must be finite (or null).")
         return split_rows(flat, lengths)
