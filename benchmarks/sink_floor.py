@@ -123,10 +123,9 @@ def alert_source(spark, batch: int, predicted: int, opened: int):
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
 
     from streaming import sinks, tables
+    from streaming.alert_publisher import unpublished_openings
     from streaming.session import build_spark_session
 
     root = Path(tempfile.mkdtemp(prefix="pitstop-sink-floor-"))
@@ -174,14 +173,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if not every_sink:
                     return
                 started = time.perf_counter()
-                opened = [
-                    r.alert_id
-                    for r in DeltaTable.forPath(spark, paths[tables.ALERTS])
-                    .toDF()
-                    .where(F.col("published_at").isNull() & (F.col("status") == "open"))
-                    .select("alert_id")
-                    .collect()
-                ]
+                pending = unpublished_openings(spark, paths[tables.ALERTS])
+                opened = [r.alert_id for r in pending.select("alert_id").collect()]
                 sinks.mark_published(spark, opened, paths[tables.ALERTS])
                 spent["mark published"] = time.perf_counter() - started
 

@@ -12,7 +12,7 @@ import json
 import logging
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pitstop.config import PitstopConfig
@@ -35,15 +35,18 @@ def alert_message(row: dict) -> bytes:
     ).encode("utf-8")
 
 
-def publish_new_alerts(spark: SparkSession, cfg: PitstopConfig, path: str) -> int:
-    """Send every unpublished open alert to the alerts topic, then mark them; returns the count."""
-    pending = [
-        r.asDict()
-        for r in spark.read.format("delta")
+def unpublished_openings(spark: SparkSession, path: str) -> DataFrame:
+    """Open alerts not yet marked as sent to the alerts topic (the outbox's pending rows)."""
+    return (
+        spark.read.format("delta")
         .load(path)
         .where(F.col("published_at").isNull() & (F.col("status") == "open"))
-        .collect()
-    ]
+    )
+
+
+def publish_new_alerts(spark: SparkSession, cfg: PitstopConfig, path: str) -> int:
+    """Send every unpublished open alert to the alerts topic, then mark them; returns the count."""
+    pending = [r.asDict() for r in unpublished_openings(spark, path).collect()]
     if not pending:
         return 0
     key, producer = _producer(cfg)

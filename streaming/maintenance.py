@@ -3,9 +3,9 @@
 Every micro-batch adds small files to the appended tables, and every alert MERGE leaves the
 files it rewrote behind. Reads stay fast for a good while (the stream's lookup was no slower
 at 20,000 files than at 100: `benchmarks/table_files.py`), but a job that commits every few
-seconds makes hundreds of thousands of files a year and keeps every rewritten one on disk. `pitstop maintain` runs
-Delta's own OPTIMIZE (bin-packing compaction) and VACUUM on each table; it is safe while the
-stream runs and belongs on a schedule next to retraining.
+seconds makes hundreds of thousands of files a year and keeps every rewritten one on disk.
+`pitstop maintain` runs Delta's own OPTIMIZE (bin-packing compaction) and VACUUM on each
+table; it is safe while the stream runs and belongs on a schedule next to retraining.
 """
 
 from __future__ import annotations
