@@ -99,7 +99,7 @@ def produce_notes(bootstrap: str, topic: str, count: int, seed: int) -> tuple[in
 def bench_stream(cfg: PitstopConfig, per_trigger: int) -> dict[str, float]:
     """Notes/s through broker -> notes query -> Delta, overall and per micro-batch."""
     from streaming import tables
-    from streaming.notes_pipeline import build_notes_job, start_notes_query
+    from streaming.notes.flow import build_notes_job, start_notes_query
     from streaming.session import build_spark_session
 
     cfg = cfg.model_copy(

@@ -115,6 +115,9 @@ class StreamConfig(_Strict):
     late_after_days: int = Field(14, ge=0)
     publish_alerts: bool = True  # publish alert openings to kafka.topics.alerts
     score_notes: bool = True  # also run the component-notes query
+    # A battery with no new reading for this long leaves the stream's state (its history,
+    # and so its next reading counts as the first of a battery new to the stream).
+    state_ttl_days: float = Field(90, gt=0)
 
 
 class ForecastConfig(_Strict):
@@ -138,6 +141,8 @@ class MlflowConfig(_Strict):
     artifact_root: str | None = None
     experiment: str = "pitstop"
     alias: str = "champion"
+    # How often the stream asks the registry where the alias points (0: every micro-batch).
+    alias_refresh_seconds: float = Field(10, ge=0)
     models: ModelNames = ModelNames()
 
 

@@ -1,6 +1,6 @@
 """The wire contract (schema version 1) as data, and the lab CSV's mapping onto it.
 
-One table of field rules feeds the Spark validator (streaming.transforms), the simulator
+One table of field rules feeds the validator (pitstop.validation), the simulator
 and the tests, so the contract is written down exactly once.
 """
 

@@ -104,3 +104,25 @@ def _lab_columns(frame: DataFrame) -> DataFrame:
         columns.append(value.alias(field))
     frame = frame.select(*columns)
     return frame.withColumn("car_id", F.concat(F.lit("car-"), F.col("battery_id")))
+
+
+def messages_from_rows(rows: DataFrame, source: str) -> DataFrame:
+    """Readings in contract columns (stored telemetry, a DataFrame of a fleet) back as
+    Kafka-shaped wire messages from `source`, so they pass the same validation."""
+    fields = [
+        F.date_format("date", "yyyy-MM-dd").alias("date")
+        if f.name == "date"
+        else F.lit(SCHEMA_VERSION).alias(f.name)
+        if f.name == "schema_version" and f.name not in rows.columns
+        else F.col(f.name)
+        for f in TELEMETRY_FIELDS
+        if f.name in rows.columns or f.name == "schema_version"
+    ]
+    return rows.select(
+        F.col("battery_id").cast("binary").alias("key"),
+        F.to_json(F.struct(*fields)).cast("binary").alias("value"),
+        F.lit(source).alias("topic"),
+        F.lit(0).alias("partition"),
+        F.monotonically_increasing_id().alias("offset"),
+        F.current_timestamp().alias("timestamp"),
+    )

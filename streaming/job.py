@@ -1,9 +1,9 @@
-"""Pitstop's streaming job: Kafka -> validate -> Delta -> forecast -> alerts.
+"""Pitstop's streaming job: Kafka -> validate -> battery state -> forecast -> Delta and alerts.
 
 Run it with `spark-submit --packages <coordinates> streaming/job.py [--env local]`
-(`pitstop stream` does exactly that). Each micro-batch is read -> transform -> write in
-`process_telemetry_batch`; every write is idempotent, so a job killed at any point and
-restarted from its checkpoint loses nothing and duplicates nothing.
+(`pitstop stream` does exactly that). It starts the battery flow (`streaming.battery.flow`)
+and the component-notes flow (`streaming.notes.flow`); every write is idempotent, so a job
+killed at any point and restarted from its checkpoint loses nothing and duplicates nothing.
 """
 
 from __future__ import annotations
@@ -20,37 +20,20 @@ if __package__ in (None, ""):  # executed as a file by spark-submit
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pitstop.config import ConfigError, PitstopConfig, load_config  # noqa: E402
-from streaming.pipeline import BatteryJob, build_job, process_telemetry_batch  # noqa: E402
-from streaming.scoring import ModelUnavailableError  # noqa: E402
+from streaming.battery.flow import build_job, start_battery_query  # noqa: E402
+from streaming.model_refs import ModelUnavailableError  # noqa: E402
 from streaming.session import build_spark_session  # noqa: E402
-from streaming.sources import read_kafka_stream  # noqa: E402
 
 log = logging.getLogger("pitstop.stream")
 
 STOP_FILE = "STOP"
 
 
-def start_battery_query(spark: SparkSession, job: BatteryJob, available_now: bool = False):
-    """Start the battery-telemetry query (Kafka -> foreachBatch -> Delta)."""
-    cfg = job.cfg
-    stream = read_kafka_stream(spark, cfg, cfg.kafka.topics.telemetry)
-    writer = (
-        stream.writeStream.queryName(cfg.stream.query_name)
-        .option("checkpointLocation", cfg.storage.checkpoint(cfg.stream.query_name))
-        .foreachBatch(lambda frame, batch_id: process_telemetry_batch(job, frame, batch_id))
-    )
-    if available_now:
-        writer = writer.trigger(availableNow=True)
-    else:
-        writer = writer.trigger(processingTime=f"{cfg.stream.trigger_seconds} seconds")
-    return writer.start()
-
-
 def start_queries(spark: SparkSession, cfg: PitstopConfig, available_now: bool = False) -> list:
     """The battery query, and the notes query when enabled and a compliance model exists."""
     queries = [start_battery_query(spark, build_job(spark, cfg), available_now)]
     if cfg.stream.score_notes:
-        from streaming.notes_pipeline import build_notes_job, start_notes_query
+        from streaming.notes.flow import build_notes_job, start_notes_query
 
         try:
             notes_job = build_notes_job(spark, cfg)

@@ -17,13 +17,36 @@ from dataclasses import dataclass
 
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from pitstop.config import PitstopConfig
 from pitstop.errors import PitstopError
 from streaming import tables
-from streaming.sinks import retry_on_conflict
 
 log = logging.getLogger(__name__)
+
+
+def _conflicts() -> tuple[type[Exception], ...]:
+    from delta import exceptions as conflicts
+
+    # Delta's Python conflict classes do not share a base class, so name them all.
+    return (
+        conflicts.DeltaConcurrentModificationException,
+        conflicts.ConcurrentWriteException,
+        conflicts.ConcurrentAppendException,
+        conflicts.ConcurrentDeleteReadException,
+        conflicts.ConcurrentDeleteDeleteException,
+        conflicts.ConcurrentTransactionException,
+    )
+
+
+# A compaction that races the stream's commits (or `pitstop alerts ack`) is run again.
+retry_on_conflict = retry(
+    retry=retry_if_exception_type(_conflicts()),
+    stop=stop_after_attempt(5),
+    wait=wait_exponential(multiplier=0.2, max=5),
+    reraise=True,
+)
 
 # Delta refuses a shorter retention by default: a running query, or one reading an older
 # version, could lose files it still needs.
@@ -61,7 +84,7 @@ def maintain_tables(
 def _maintain(spark: SparkSession, name: str, path: str, vacuum_hours: float | None) -> Upkeep:
     before = _file_count(spark, path)
     # A concurrent MERGE or UPDATE of the stream may win the race; try again, as it does.
-    retry_on_conflict(lambda: DeltaTable.forPath(spark, path).optimize().executeCompaction())
+    retry_on_conflict(lambda: DeltaTable.forPath(spark, path).optimize().executeCompaction())()
     if vacuum_hours is not None:
         DeltaTable.forPath(spark, path).vacuum(vacuum_hours)
     upkeep = Upkeep(name, before, _file_count(spark, path), vacuum_hours is not None)

@@ -1,7 +1,8 @@
 """Replay a recording through the streaming pipeline, or score it as one batch.
 
-Both run `process_telemetry_batch` -- the stream's own code -- into a separate output
-location, with the registered champion (or a pinned `--model`); neither trains anything.
+Both run the battery flow -- the stream's own steps, its state step included -- into a
+separate output location, with the registered champion (or a pinned `--model`); neither
+trains anything.
 Each run starts from an empty output location, so the same input gives the same tables.
 """
 
@@ -14,8 +15,8 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from pitstop.config import PitstopConfig, StorageConfig
-from streaming.files import RecordingError, read_recording, recording_kind
-from streaming.pipeline import build_job, process_telemetry_batch
+from streaming.battery.flow import battery_query, build_job, score_recording
+from streaming.files import RecordingError, messages_from_rows, read_recording, recording_kind
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,9 @@ def run_replay(
     staged, kind = _prepare(path, output)
     rcfg = output_config(cfg, output)
     job = build_job(spark, rcfg, model_uri=model_uri)
-    query = (
-        read_recording(spark, str(staged), kind, streaming=True)
-        .writeStream.queryName(REPLAY_QUERY)
-        .option("checkpointLocation", rcfg.storage.checkpoint(REPLAY_QUERY))
-        .foreachBatch(lambda frame, batch_id: process_telemetry_batch(job, frame, batch_id))
-        .trigger(availableNow=True)
-        .start()
+    messages = read_recording(spark, str(staged), kind, streaming=True)
+    query = battery_query(
+        spark, job, messages, rcfg.storage.checkpoint(REPLAY_QUERY), available_now=True
     )
     query.awaitTermination()
     log.info("Replayed %s into %s", path, output)
@@ -93,34 +90,14 @@ def run_batch_score(
     """Score a recording (JSONL or lab CSV) or a Delta telemetry table as one batch."""
     rcfg = output_config(cfg, output)
     if (path / "_delta_log").is_dir():
-        messages = _messages_from_delta(spark, str(path))
+        stored = spark.read.format("delta").load(str(path))
+        messages = messages_from_rows(stored, f"delta:{path}")
         for folder in ("lake", "checkpoints"):
             shutil.rmtree(output.resolve() / folder, ignore_errors=True)
     else:
         staged, kind = _prepare(path, output)
         messages = read_recording(spark, str(staged), kind, streaming=False)
     job = build_job(spark, rcfg, model_uri=model_uri)
-    process_telemetry_batch(job, messages, 0)
+    score_recording(job, messages)
     log.info("Scored %s into %s", path, output)
     return rcfg
-
-
-def _messages_from_delta(spark: SparkSession, location: str):
-    """Stored telemetry rows back as wire messages, so they pass the same validation."""
-    from pyspark.sql import functions as F
-
-    from pitstop.contract import TELEMETRY_FIELDS
-
-    rows = spark.read.format("delta").load(location)
-    fields = [
-        F.date_format("date", "yyyy-MM-dd").alias("date") if f.name == "date" else F.col(f.name)
-        for f in TELEMETRY_FIELDS
-    ]
-    return rows.select(
-        F.col("battery_id").cast("binary").alias("key"),
-        F.to_json(F.struct(*fields)).cast("binary").alias("value"),
-        F.lit(f"delta:{location}").alias("topic"),
-        F.lit(0).alias("partition"),
-        F.monotonically_increasing_id().alias("offset"),
-        F.current_timestamp().alias("timestamp"),
-    )

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pyspark.sql import SparkSession
 
@@ -31,6 +34,17 @@ def spark_conf(cfg: PitstopConfig) -> dict[str, str]:
         # Small local tables: Delta's snapshot state needs few partitions.
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.sql.streaming.stopGracefullyOnShutdown": "true",
+        # The battery flow keeps each battery's history in transformWithState, which needs
+        # RocksDB. Changelog checkpointing writes only each batch's changes, and not
+        # tracking the total row count spares a full count per commit.
+        "spark.sql.streaming.stateStore.providerClass": (
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+        ),
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "false",
+        # A processing-time stateful query would otherwise run an empty micro-batch every
+        # trigger while no data comes; expired state is cleaned by the next real one.
+        "spark.sql.streaming.noDataMicroBatches.enabled": "false",
         # Each micro-batch checkpoints a few intermediates locally; let the cleaner drop the
         # blocks of finished batches promptly instead of every 30 minutes.
         "spark.cleaner.periodicGC.interval": "2min",
@@ -59,17 +73,43 @@ def build_spark_session(cfg: PitstopConfig, app_name: str | None = None) -> Spar
         builder = builder.config(key, value)
     if app_name:
         builder = builder.appName(app_name)
-    spark = builder.getOrCreate()
+    with _jvm_output_to_stderr():
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     _quiet_expected_warnings(spark)
+    # Batch scoring runs the battery flow's state step (transformWithState) outside any
+    # stream; its state store needs the coordinator that the streaming query manager
+    # registers on the driver, so create that manager now.
+    spark.streams.active  # noqa: B018
     log.info("Spark %s session ready (master %s)", spark.version, spark.sparkContext.master)
     return spark
 
 
+@contextmanager
+def _jvm_output_to_stderr() -> Iterator[None]:
+    """Start the JVM (and so every Python worker it forks) with stderr as its stdout.
+
+    Ivy's resolution report and PySpark's state-worker notices print to stdout; a command
+    whose stdout is data (`pitstop replay --format json | jq`) must not carry them.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 # Loggers whose only warning is something Pitstop does on purpose, every micro-batch:
-# `sinks.release_checkpoint` unpersists each local checkpoint once the batch is done, and
-# Spark warns that such an RDD cannot be recomputed (~7 lines per micro-batch, no news).
-_EXPECTED_WARNINGS = ("org.apache.spark.rdd.MapPartitionsRDD",)
+# `delta_appends.release_checkpoint` unpersists each local checkpoint once the batch is
+# done, and Spark warns that such an RDD cannot be recomputed; the state server warns for
+# every battery that has no state yet ("Value state ... doesn't contain a value").
+_EXPECTED_WARNINGS = (
+    "org.apache.spark.rdd.MapPartitionsRDD",
+    "org.apache.spark.sql.execution.python.streaming.TransformWithStateInPySparkStateServer",
+)
 
 
 def _quiet_expected_warnings(spark: SparkSession) -> None:

@@ -7,16 +7,19 @@ from pyspark.sql import DataFrame, SparkSession
 from pitstop.config import PitstopConfig
 
 
-def kafka_options(cfg: PitstopConfig, topic: str) -> dict[str, str]:
+def kafka_options(
+    cfg: PitstopConfig, topic: str, starting_offsets: str | None = None
+) -> dict[str, str]:
     """Options of Spark's Kafka source for `topic` (includes the secret when Event Hubs is used).
 
     No `kafka.group.id`: Spark keeps offsets in the checkpoint, and a shared group id makes
-    concurrent queries interfere.
+    concurrent queries interfere. `starting_offsets` (Spark's JSON form) overrides
+    `stream.starting_offsets` for a new checkpoint.
     """
     options = {
         "kafka.bootstrap.servers": cfg.kafka.bootstrap_servers,
         "subscribe": topic,
-        "startingOffsets": cfg.stream.starting_offsets,
+        "startingOffsets": starting_offsets or cfg.stream.starting_offsets,
         "failOnDataLoss": str(cfg.stream.fail_on_data_loss).lower(),
         "includeHeaders": "false",
     }
@@ -39,6 +42,9 @@ def kafka_options(cfg: PitstopConfig, topic: str) -> dict[str, str]:
     return options
 
 
-def read_kafka_stream(spark: SparkSession, cfg: PitstopConfig, topic: str) -> DataFrame:
+def read_kafka_stream(
+    spark: SparkSession, cfg: PitstopConfig, topic: str, starting_offsets: str | None = None
+) -> DataFrame:
     """A streaming DataFrame of raw Kafka records (key, value, topic, partition, offset, ...)."""
-    return spark.readStream.format("kafka").options(**kafka_options(cfg, topic)).load()
+    options = kafka_options(cfg, topic, starting_offsets)
+    return spark.readStream.format("kafka").options(**options).load()

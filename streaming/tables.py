@@ -112,6 +112,25 @@ COMPLIANCE_ALERT_SCHEMA = T.StructType(
     ]
 )
 
+# Data-skipping statistics only on the columns readers filter by (Delta's default is the
+# first 32 columns, forecasts and health arrays included), and a checkpoint every 50
+# commits instead of 10: with a commit per micro-batch, Delta's default rebuilt a table's
+# whole state for a checkpoint every few seconds (`benchmarks/sink_floor.py`).
+_COMMON = {"delta.checkpointInterval": "50"}
+TABLE_PROPERTIES: dict[str, dict[str, str]] = {
+    TELEMETRY: {"delta.dataSkippingStatsColumns": "battery_id,car_id,date", **_COMMON},
+    QUARANTINE: {"delta.dataSkippingStatsColumns": "reason,topic,kafka_timestamp", **_COMMON},
+    FORECASTS: {
+        "delta.dataSkippingStatsColumns": "battery_id,date,model_name,model_version",
+        **_COMMON,
+    },
+    ALERTS: {
+        "delta.dataSkippingStatsColumns": "alert_id,battery_id,car_id,status,alert_date",
+        **_COMMON,
+    },
+    COMPLIANCE_ALERTS: {"delta.dataSkippingStatsColumns": "car_id,note_id,written_at", **_COMMON},
+}
+
 SCHEMAS: dict[str, T.StructType] = {
     TELEMETRY: TELEMETRY_SCHEMA,
     QUARANTINE: QUARANTINE_SCHEMA,
@@ -122,10 +141,19 @@ SCHEMAS: dict[str, T.StructType] = {
 
 
 def ensure_tables(spark: SparkSession, cfg: PitstopConfig) -> dict[str, str]:
-    """Create any missing Pitstop table at its configured location; return name -> path."""
+    """Create any missing Pitstop table at its configured location, with its properties
+    (set on an older table too); return name -> path."""
     paths = {}
     for name, schema in SCHEMAS.items():
         path = cfg.storage.table(name)
-        DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).execute()
+        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+        for key, value in TABLE_PROPERTIES[name].items():
+            builder = builder.property(key, value)
+        table = builder.execute()
+        stored = table.detail().select("properties").first().properties
+        missing = {k: v for k, v in TABLE_PROPERTIES[name].items() if stored.get(k) != v}
+        if missing:
+            settings = ", ".join(f"'{k}' = '{v}'" for k, v in missing.items())
+            spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({settings})")
         paths[name] = path
     return paths

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pandas as pd
 import pytest
 
 from pitstop.alerts import AlertsError, acknowledge_alert, query_alerts
-from streaming import sinks, tables
+from streaming import tables
+from streaming.battery.alert_table import AlertTable, commit_alert_changes
+from streaming.battery.alerts import FOUND_COLUMNS, alert_message
 from tests.conftest import make_test_config
 
 pytestmark = pytest.mark.component
 
-ALERT_COLUMNS = (
-    "alert_id string, battery_id string, car_id string, alert_date date, "
-    "predicted_failure_date date, days_to_failure int, last_reading_date date, "
-    "lifetime_cycles_used double, battery_rated_cycles double, model_name string, "
-    "model_version string"
-)
+
+def update_alerts(path: str, alerts: list[tuple], replaced: list[tuple] = (), batch_id: int = 0):
+    """One micro-batch's alert changes: candidate alerts (`alert_row`) and batteries new to
+    the stream (car, battery, first date); returns how many alerts opened."""
+    found = pd.DataFrame(alerts, columns=FOUND_COLUMNS[:-1])
+    found["message"] = [alert_message(d) for d in found["predicted_failure_date"]]
+    arrivals = pd.DataFrame(list(replaced), columns=["car_id", "battery_id", "date"])
+    return len(commit_alert_changes(AlertTable(path), found, arrivals, "test-stream", batch_id))
 
 
 def alert_row(alert_id: str, day: int, days_to_failure: int) -> tuple:
@@ -39,18 +44,16 @@ def alert_row(alert_id: str, day: int, days_to_failure: int) -> tuple:
 def test_ack_closes_the_alert_and_the_stream_opens_no_new_one(spark, tmp_path):
     cfg = make_test_config(tmp_path)
     path = tables.ensure_tables(spark, cfg)[tables.ALERTS]
-    first = spark.createDataFrame([alert_row("00000000000000a1", 1, 27)], ALERT_COLUMNS)
-    sinks.update_alerts(spark, path, first)
+    update_alerts(path, [alert_row("00000000000000a1", 1, 27)], batch_id=0)
     assert list(query_alerts(cfg)["alert_id"]) == ["00000000000000a1"]
 
     assert acknowledge_alert(cfg, "00000000000000a1", by="ops") == 1
     assert acknowledge_alert(cfg, "00000000000000a1") == 0  # no longer open
     assert query_alerts(cfg).empty
 
-    # The next micro-batch still predicts failure: Spark MERGEs into the table delta-rs
-    # wrote, and the acknowledged battery gets no new alert until it is replaced.
-    later = spark.createDataFrame([alert_row("00000000000000b2", 5, 20)], ALERT_COLUMNS)
-    sinks.update_alerts(spark, path, later)
+    # The next micro-batch still predicts failure: the stream MERGEs after the operator's
+    # update, and the acknowledged battery gets no new alert until it is replaced.
+    update_alerts(path, [alert_row("00000000000000b2", 5, 20)], batch_id=1)
     every = query_alerts(cfg, include_closed=True)
     assert list(every["status"]) == ["acknowledged"]
     assert every["close_reason"].iloc[0] == "acknowledged by ops"

@@ -8,21 +8,19 @@ import datetime as dt
 import pytest
 
 from pitstop.alerts import query_alerts
-from streaming import sinks, tables
-from tests.component.test_alert_ack import ALERT_COLUMNS, alert_row
+from streaming import tables
+from tests.component.test_alert_ack import alert_row, update_alerts
 from tests.conftest import make_test_config
 
 pytestmark = pytest.mark.component
-
-REPLACEMENT_COLUMNS = "car_id string, battery_id string, first_date date"
 
 
 def test_a_replayed_batch_opens_no_alert_twice(spark, tmp_path):
     cfg = make_test_config(tmp_path)
     path = tables.ensure_tables(spark, cfg)[tables.ALERTS]
-    alerts = spark.createDataFrame([alert_row("00000000000000a1", 1, 27)], ALERT_COLUMNS)
-    assert sinks.update_alerts(spark, path, alerts) == 1
-    assert sinks.update_alerts(spark, path, alerts) == 0
+    alerts = [alert_row("00000000000000a1", 1, 27)]
+    assert update_alerts(path, alerts) == 1
+    assert update_alerts(path, alerts) == 0
     every = query_alerts(cfg, include_closed=True)
     assert list(every["alert_id"]) == ["00000000000000a1"]
     assert list(every["status"]) == ["open"]
@@ -33,10 +31,10 @@ def test_a_replayed_batch_does_not_open_again_an_alert_it_opened_closed(spark, t
     # batch: the alert is stored closed at once. Replaying the batch must not add it again.
     cfg = make_test_config(tmp_path)
     path = tables.ensure_tables(spark, cfg)[tables.ALERTS]
-    alerts = spark.createDataFrame([alert_row("00000000000000a1", 1, 27)], ALERT_COLUMNS)
-    replaced = spark.createDataFrame([("C1", "B2", dt.date(2024, 3, 10))], REPLACEMENT_COLUMNS)
-    sinks.update_alerts(spark, path, alerts, replaced)
-    sinks.update_alerts(spark, path, alerts, replaced)
+    alerts = [alert_row("00000000000000a1", 1, 27)]
+    replaced = [("C1", "B2", dt.date(2024, 3, 10))]
+    update_alerts(path, alerts, replaced)
+    update_alerts(path, alerts, replaced)
     every = query_alerts(cfg, include_closed=True)
     assert list(every["alert_id"]) == ["00000000000000a1"]
     assert list(every["status"]) == ["closed"]

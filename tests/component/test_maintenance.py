@@ -6,7 +6,8 @@ import pytest
 from delta.tables import DeltaTable
 
 from pitstop.errors import PitstopError
-from streaming import sinks, tables
+from streaming import tables
+from streaming.delta_appends import AppendLedger
 from streaming.maintenance import maintain_tables
 from tests.conftest import make_test_config
 
@@ -32,8 +33,9 @@ def _micro_batch(spark, batch_id: int):
 def test_compaction_keeps_rows_and_exactly_once_appends(spark, tmp_path):
     cfg = make_test_config(tmp_path)
     path = tables.ensure_tables(spark, cfg)[tables.QUARANTINE]
+    ledger = AppendLedger(spark)
     for batch_id in range(5):
-        sinks.append_once(_micro_batch(spark, batch_id), path, "stream-q", batch_id)
+        ledger.append(_micro_batch(spark, batch_id), path, "stream-q", batch_id)
 
     done = {u.table: u for u in maintain_tables(spark, cfg)}
 
@@ -43,8 +45,8 @@ def test_compaction_keeps_rows_and_exactly_once_appends(spark, tmp_path):
     assert set(done) == set(tables.SCHEMAS)
     frame = spark.read.format("delta").load(path)
     assert sorted(r.offset for r in frame.collect()) == [0, 1, 2, 3, 4]
-    # A micro-batch replayed after compaction is still recognised and skipped.
-    sinks.append_once(_micro_batch(spark, 4), path, "stream-q", 4)
+    # A micro-batch replayed after compaction (by a restarted job) is recognised and skipped.
+    AppendLedger(spark).append(_micro_batch(spark, 4), path, "stream-q", 4)
     assert spark.read.format("delta").load(path).count() == 5
     assert DeltaTable.forPath(spark, path).history(1).first()["operation"] == "VACUUM END"
 

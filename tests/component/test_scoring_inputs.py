@@ -1,4 +1,4 @@
-"""The stream builds and sends only the health arrays the scoring models read."""
+"""The stream decodes only the health arrays its models read, and scores what training builds."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ from mlflow import MlflowClient
 from models.data import simulated_readings
 from models.features import HEALTH_HISTORY_COLUMNS, MODEL_INPUT_COLUMNS, build_history_windows
 from models.pyfunc import load_forecaster
-from streaming import transforms
-from streaming.scoring import ModelTracker, PinnedModel, RegistryTarget, score_history
+from streaming.battery.history import HistoryRules
+from streaming.battery.readings import battery_history, parse_telemetry
+from streaming.battery.scoring import model_input, score_readings
+from streaming.files import messages_from_rows
+from streaming.model_refs import ModelTracker, PinnedModel, RegistryTarget
 
 pytestmark = pytest.mark.component
 
@@ -34,20 +37,23 @@ def test_models_declare_the_health_arrays_they_read_and_both_kinds_score(
     assert "Cannot read the signature" not in caplog.text  # read, not the fallback
 
     readings = simulated_readings(batteries=3, days=90, seed=5)
-    history = spark.createDataFrame(readings)
-    targets = history.where("date >= '2024-03-20'")
-    target = RegistryTarget(cfg.mlflow.tracking_uri, cfg.mlflow.registry_uri)
+    messages = messages_from_rows(spark.createDataFrame(readings), "test")
+    decided = battery_history(parse_telemetry(messages), HistoryRules(60, 14), ttl_days=90)
+    new = decided.where("fate = 'new'").toArrow().to_batches()
     for ref in (with_health, without):
-        windows = transforms.build_windows(history, targets, 60, health=list(ref.inputs))
-        assert [c for c in windows.columns if c in HEALTH_HISTORY_COLUMNS] == list(ref.inputs)
+        frame = model_input(new[0], list(ref.inputs))
+        assert [c for c in frame.columns if c in HEALTH_HISTORY_COLUMNS] == list(ref.inputs)
 
     # Both models in one pass (champion and shadow): each forecast is what the model itself
     # predicts for the window the training code builds.
     shadow = replace(without, role="shadow")
-    scored = score_history(history, targets, 60, [with_health, shadow], target).toPandas()
-    assert len(scored) == 2 * targets.count() > 0
+    target = RegistryTarget(cfg.mlflow.tracking_uri, cfg.mlflow.registry_uri)
+    scored = score_readings(decided, [with_health, shadow], target)
+    scored = scored.where("kind = 'forecast' AND date >= '2024-03-20'").toPandas()
+    targets = readings[readings["date"] >= "2024-03-20"]
+    assert len(scored) == 2 * len(targets) > 0
     assert set(scored["model_role"]) == {"champion", "shadow"}
-    windows = build_history_windows(readings, 60, targets.toPandas())
+    windows = build_history_windows(readings, 60, targets)
     for ref in (with_health, shadow):
         model = load_forecaster(ref.uri)
         expected = np.asarray(model.predict(windows[[*MODEL_INPUT_COLUMNS, *ref.inputs]]))

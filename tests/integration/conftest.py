@@ -80,7 +80,7 @@ def local_broker(
     try:
         yield handle
     finally:
-        from streaming.alert_publisher import close_producers
+        from streaming.battery.publisher import close_producers
 
         # A cached alert producer would go on reconnecting to the stopped broker till exit.
         close_producers()

@@ -12,8 +12,7 @@ from confluent_kafka import Producer
 from mlflow import MlflowClient
 
 from models.registry import configure_mlflow, promote
-from streaming.job import start_battery_query
-from streaming.pipeline import build_job
+from streaming.battery.flow import build_job, start_battery_query
 from streaming.progress import caught_up
 from tests.integration.test_stream_e2e import stream_config
 
@@ -58,7 +57,14 @@ def test_alias_move_switches_the_next_micro_batch_without_restart(
     first, second = lines[: len(lines) // 2], lines[len(lines) // 2 :]
 
     cfg = stream_config(tmp_path, kafka_bootstrap, kafka_topic_factory, trained_config)
-    cfg = cfg.model_copy(update={"stream": cfg.stream.model_copy(update={"trigger_seconds": 1})})
+    cfg = cfg.model_copy(
+        update={
+            "stream": cfg.stream.model_copy(update={"trigger_seconds": 1}),
+            # Ask the registry every micro-batch: the swap must show in the very next one
+            # (the job's default asks at most every 10 s).
+            "mlflow": cfg.mlflow.model_copy(update={"alias_refresh_seconds": 0}),
+        }
+    )
     configure_mlflow(cfg)
     client = MlflowClient()
     name = cfg.forecast.model
@@ -71,7 +77,7 @@ def test_alias_move_switches_the_next_micro_batch_without_restart(
     try:
         wait_for(checkpoint, produce(kafka_bootstrap, cfg.kafka.topics.telemetry, first), query)
         loads_before = job.loads.value
-        with caplog.at_level(logging.INFO, logger="streaming.scoring"):
+        with caplog.at_level(logging.INFO, logger="streaming.model_refs"):
             promote(name, new.version, cfg.mlflow.alias, reason="hot-swap test")
             wait_for(
                 checkpoint, produce(kafka_bootstrap, cfg.kafka.topics.telemetry, second), query
@@ -96,7 +102,7 @@ def test_alias_move_switches_the_next_micro_batch_without_restart(
 
 
 def test_missing_model_is_one_clear_error_at_start(spark, tmp_path, trained_config):
-    from streaming.scoring import ModelUnavailableError
+    from streaming.model_refs import ModelUnavailableError
 
     cfg = trained_config.model_copy(
         update={"forecast": trained_config.forecast.model_copy(update={"model": "no-such-model"})}

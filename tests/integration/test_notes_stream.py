@@ -11,8 +11,8 @@ from pitstop.alerts import query_alerts
 from pitstop.config import PitstopConfig, TopicsConfig
 from simulator.notes import generate_notes
 from streaming import tables
-from streaming.notes_pipeline import build_notes_job, process_notes_batch, start_notes_query
-from streaming.scoring import ModelUnavailableError
+from streaming.model_refs import ModelUnavailableError
+from streaming.notes.flow import build_notes_job, process_notes_batch, start_notes_query
 from tests.conftest import make_test_config
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,7 @@ from pyspark.sql import functions as F
 
 from pitstop.config import PitstopConfig, TopicsConfig
 from streaming import tables
-from streaming.job import start_battery_query
-from streaming.pipeline import build_job
+from streaming.battery.flow import build_job, start_battery_query
 from tests.conftest import make_test_config
 
 pytestmark = pytest.mark.integration

@@ -1,38 +1,28 @@
-"""Forecast readings with a registered forecaster, loaded once per Python worker.
+"""Which registered model version a job scores with, and loading it once per Python worker.
 
-The driver resolves the alias to a concrete version every micro-batch (cheap: one
-registry call) and ships only `models:/name/version` to the workers. Each worker keeps
-the loaded model in a small cache keyed by that URI, so a model is loaded once per worker
-per version -- not per task, as MLflow's `spark_udf` does in local mode -- and an alias
-move is picked up by the next micro-batch without a restart.
+The driver resolves the alias to a concrete version (at most every
+`mlflow.alias_refresh_seconds`) and ships only `models:/name/version` to the workers. Each
+worker keeps the loaded model in a small cache keyed by that URI, so a model is loaded once
+per worker per version -- not per task, as MLflow's `spark_udf` does in local mode -- and
+an alias move reaches the running job without a restart.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
 from pyspark import Accumulator
-from pyspark.sql import DataFrame
-from pyspark.sql import types as T
-from pyspark.sql.pandas.types import to_arrow_schema
 
-from models.features import HEALTH_HISTORY_COLUMNS, MODEL_INPUT_COLUMNS, forecast_failure_days
+from models.features import HEALTH_HISTORY_COLUMNS
 from pitstop.errors import PitstopError
-from streaming.tables import FORECAST_SCHEMA
-from streaming.transforms import map_battery_chunks, mark_targets, windows_of_group
 
 log = logging.getLogger(__name__)
-
-SCORED_SCHEMA = T.StructType([f for f in FORECAST_SCHEMA.fields if f.name != "scored_at"])
-_SCORED_ARROW = to_arrow_schema(SCORED_SCHEMA, timezone="UTC")
 
 
 class ModelUnavailableError(PitstopError):
@@ -78,7 +68,7 @@ def resolve_model(client: Any, name: str, alias: str, role: str = "champion") ->
 def optional_inputs(uri: str) -> tuple[str, ...]:
     """The health history arrays the model at `uri` declares as input (its MLflow signature).
 
-    The stream builds only those. A model whose signature cannot be read gets them all.
+    A model whose signature cannot be read gets them all.
     """
     from mlflow.models import Model
 
@@ -94,15 +84,33 @@ def optional_inputs(uri: str) -> tuple[str, ...]:
 
 
 class ModelTracker:
-    """Follows an alias across micro-batches; keeps the last good version if the registry fails."""
+    """Follows an alias across micro-batches; keeps the last good version if the registry fails.
 
-    def __init__(self, client: Any, name: str, alias: str, role: str = "champion") -> None:
+    The registry is asked at most every `refresh_seconds` (0: every micro-batch), so a
+    micro-batch does not wait on a registry call it almost never needs.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        name: str,
+        alias: str,
+        role: str = "champion",
+        refresh_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._client, self._name, self._alias, self._role = client, name, alias, role
+        self._refresh_seconds, self._clock = refresh_seconds, clock
         self.current = _with_inputs(resolve_model(client, name, alias, role))
+        self._resolved_at = clock()
         log.info("Scoring with %s (alias %s)", self.current.uri, alias)
 
     def refresh(self) -> ModelRef:
         """The version to use for the next micro-batch (logs a switch or a registry outage)."""
+        now = self._clock()
+        if now - self._resolved_at < self._refresh_seconds:
+            return self.current
+        self._resolved_at = now
         try:
             latest = resolve_model(self._client, self._name, self._alias, self._role)
         except ModelUnavailableError as exc:
@@ -198,83 +206,6 @@ def cached_model(
     return model
 
 
-def _load_forecaster(uri: str) -> Any:
-    from models.pyfunc import load_forecaster
-
-    return load_forecaster(uri)
-
-
 def health_inputs(refs: list[ModelRef]) -> list[str]:
-    """The health history arrays some model of `refs` reads: each is another 60 doubles per
-    window, so no other is built."""
+    """The health history arrays some model of `refs` reads (no other is decoded)."""
     return [c for c in HEALTH_HISTORY_COLUMNS if any(c in ref.inputs for ref in refs)]
-
-
-def score_history(
-    history: DataFrame,
-    targets: DataFrame,
-    window_days: int,
-    refs: list[ModelRef],
-    target: RegistryTarget,
-    loads: Accumulator | None = None,
-    partitions: int = 2,
-) -> DataFrame:
-    """Forecast every `targets` reading with each of `refs`, from its battery's `history`.
-
-    Windows are built and scored in the same Python call, a chunk of batteries at a time
-    (`partitions` tasks), so they never travel back to the JVM: a window with its health
-    arrays is up to 420 doubles, its forecast 30. One output row per reading and model
-    (SCORED_SCHEMA).
-    """
-    health = health_inputs(refs)
-
-    def score(chunk: pd.DataFrame) -> pa.RecordBatch:
-        windows = windows_of_group(chunk, window_days, health)
-        if windows.empty:
-            return pa.RecordBatch.from_pylist([], schema=_SCORED_ARROW)
-        parts = []
-        for ref in refs:
-            model = cached_model(ref, target, loads, _load_forecaster)
-            wanted = ["battery_id", "car_id", "date", *MODEL_INPUT_COLUMNS, *ref.inputs]
-            parts.append(_forecast_batch(model, ref, windows[wanted]))
-        return pa.concat_batches(parts)
-
-    return map_battery_chunks(mark_targets(history, targets), partitions, score, SCORED_SCHEMA)
-
-
-def _forecast_batch(model: Any, ref: ModelRef, frame: pd.DataFrame) -> pa.RecordBatch:
-    """SCORED_SCHEMA rows for model-input rows: the forecast, days and date of failure."""
-    forecast = np.asarray(model.predict(frame), dtype=np.float64)
-    days = forecast_failure_days(
-        frame["lifetime_cycles_used"].to_numpy(),
-        frame["battery_rated_cycles"].to_numpy(),
-        forecast,
-    )
-    known = ~np.isnan(days)
-    whole = np.where(known, days, 0).astype("int64")
-    dates = pd.to_datetime(frame["date"]).to_numpy().astype("datetime64[D]")
-    rows, horizon = forecast.shape
-    values = {
-        "date": pa.array(dates, pa.date32()),
-        "forecast": pa.ListArray.from_arrays(
-            pa.array(np.arange(0, rows * horizon + 1, horizon, dtype=np.int32)),
-            pa.array(forecast.ravel()),
-            type=_SCORED_ARROW.field("forecast").type,
-        ),
-        "days_to_failure": pa.array(whole.astype("int32"), mask=~known),
-        "predicted_failure_date": pa.array(
-            dates + whole.astype("timedelta64[D]"), pa.date32(), mask=~known
-        ),
-        "model_name": pa.array([ref.name] * rows, pa.string()),
-        "model_version": pa.array([ref.version] * rows, pa.string()),
-        "model_role": pa.array([ref.role] * rows, pa.string()),
-    }
-    return pa.RecordBatch.from_arrays(
-        [
-            values[f.name]
-            if f.name in values
-            else pa.array(frame[f.name].to_numpy(), type=f.type, from_pandas=True)
-            for f in _SCORED_ARROW
-        ],
-        schema=_SCORED_ARROW,
-    )

@@ -1,9 +1,11 @@
 """Publish each alert opening once to the vehicle-alerts topic (the path to the car's head unit).
 
-The alert table is the outbox: an opening is published, then marked `published_at`. A
-crash between the two is repaired at start-up by reading back the alert ids the topic
-already holds, so an opening reaches the topic once even across restarts -- without Kafka
-transactions, which Event Hubs does not offer.
+The alert table is the outbox: a micro-batch commits its openings, then sends them, then
+marks them `published_at` in a cheap delta-rs commit of just those rows. A crash between
+send and mark is repaired at start-up by reading back the alert ids the topic already
+holds, and a crash between commit and send by sending what is still unmarked -- so an
+opening reaches the topic once even across restarts, without Kafka transactions, which
+Event Hubs does not offer.
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ import json
 import logging
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+import pandas as pd
 
 from pitstop.config import PitstopConfig
-from streaming import sinks
+from streaming.battery.alert_table import AlertTable, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -35,23 +36,14 @@ def alert_message(row: dict) -> bytes:
     ).encode("utf-8")
 
 
-def unpublished_openings(spark: SparkSession, path: str) -> DataFrame:
-    """Open alerts not yet marked as sent to the alerts topic (the outbox's pending rows)."""
-    return (
-        spark.read.format("delta")
-        .load(path)
-        .where(F.col("published_at").isNull() & (F.col("status") == "open"))
-    )
-
-
-def publish_new_alerts(spark: SparkSession, cfg: PitstopConfig, path: str) -> int:
-    """Send every unpublished open alert to the alerts topic, then mark them; returns the count."""
-    pending = [r.asDict() for r in unpublished_openings(spark, path).collect()]
-    if not pending:
+def publish_openings(cfg: PitstopConfig, openings: pd.DataFrame, table: AlertTable) -> int:
+    """Send these committed openings to the alerts topic, wait for the acks, mark them."""
+    if openings.empty:
         return 0
+    rows = openings.to_dict("records")
     key, producer = _producer(cfg)
     try:
-        for row in pending:
+        for row in rows:
             producer.produce(
                 cfg.kafka.topics.alerts, key=row["alert_id"].encode(), value=alert_message(row)
             )
@@ -62,23 +54,21 @@ def publish_new_alerts(spark: SparkSession, cfg: PitstopConfig, path: str) -> in
         # A producer that failed may be in a fatal state: the next batch starts a fresh one.
         _PRODUCERS.pop(key, None)
         raise
-    sinks.mark_published(spark, [r["alert_id"] for r in pending], path)
-    log.info("Published %d alert opening(s) to %s", len(pending), cfg.kafka.topics.alerts)
-    return len(pending)
+    table.mark_published([r["alert_id"] for r in rows], utc_now())
+    log.info("Published %d alert opening(s) to %s", len(rows), cfg.kafka.topics.alerts)
+    return len(rows)
 
 
-def reconcile_published(spark: SparkSession, cfg: PitstopConfig, path: str) -> int:
+def publish_pending(cfg: PitstopConfig, table: AlertTable) -> int:
+    """Send every committed opening not yet marked (a crash between commit and send)."""
+    return publish_openings(cfg, table.unpublished(), table)
+
+
+def reconcile_published(cfg: PitstopConfig, table: AlertTable) -> int:
     """Mark alerts whose message is already on the topic (a crash after send, before marking)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    unmarked = {
-        r.alert_id
-        for r in spark.read.format("delta")
-        .load(path)
-        .where(F.col("published_at").isNull())
-        .select("alert_id")
-        .collect()
-    }
+    unmarked = set(table.unpublished(open_only=False)["alert_id"])
     if not unmarked:
         return 0
     consumer = Consumer(
@@ -106,7 +96,7 @@ def reconcile_published(spark: SparkSession, cfg: PitstopConfig, path: str) -> i
     finally:
         consumer.close()
     already = sorted(unmarked & found)
-    sinks.mark_published(spark, already, path)
+    table.mark_published(already, utc_now())
     if already:
         log.info("Marked %d alert(s) found on the topic as published", len(already))
     return len(already)
@@ -135,7 +125,8 @@ def _producer(cfg: PitstopConfig) -> tuple[tuple, Any]:
     from simulator.sinks.kafka import producer_config
 
     conf, _secrets = producer_config(cfg.kafka)
-    conf["client.id"] = "pitstop-alerts"
+    # A handful of messages a batch, waited for at once: no point lingering for more.
+    conf.update({"client.id": "pitstop-alerts", "linger.ms": 2})
     key = tuple(sorted((k, str(v)) for k, v in conf.items()))
     if key not in _PRODUCERS:
         # Only the newest configuration's: a dropped producer stops reconnecting to a broker

@@ -1,0 +1,1 @@
+"""The battery flow: readings -> state -> forecasts -> Delta tables and alerts."""

@@ -1,0 +1,1 @@
+"""The component-notes flow: notes -> compliance classifier -> Delta alerts."""
