@@ -42,6 +42,11 @@ class _HadoopFs:
         return bool(self._fs.rename(self._path(source), self._path(target)))
 
 
+def query_id(spark: SparkSession, checkpoint: str) -> str:
+    """The persistent id of the query that owns `checkpoint` (Spark writes it at start)."""
+    return str(json.loads(_HadoopFs(spark, checkpoint).read(f"{checkpoint}/metadata"))["id"])
+
+
 def _batches(fs: _HadoopFs, folder: str) -> list[int]:
     return sorted(int(n) for n in fs.names(folder) if n.isdigit())
 

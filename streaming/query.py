@@ -11,13 +11,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import uuid4
 
 from pyspark import Accumulator, inheritable_thread_target
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from pitstop.config import PitstopConfig
-from streaming import tables
+from streaming import checkpoints, tables
 from streaming.delta_appends import AppendLedger
 from streaming.model_refs import RegistryTarget
 
@@ -32,17 +33,21 @@ class FlowContext:
     target: RegistryTarget
     ledger: AppendLedger
     loads: Accumulator | None = None
-    app_ids: dict[str, str] = field(default_factory=dict)
+    # The query's checkpoint (set when the query starts; None for one batch outside a query).
+    checkpoint: str | None = None
+    _query_id: str | None = field(default=None, repr=False)
 
     def app_id(self, spark: SparkSession, sink: str) -> str:
-        """An app id stable across restarts of this checkpoint: the query's persistent id."""
-        if sink not in self.app_ids:
-            query_id = next(
-                (str(q.id) for q in spark.streams.active if q.name == self.query_name),
-                self.query_name,
+        """An app id stable across restarts of this checkpoint: its persistent query id.
+
+        A new checkpoint starts its batch ids at 0 again, and gets a new id; one batch
+        outside any query (backfill scoring) gets an id of its own.
+        """
+        if self._query_id is None:
+            self._query_id = (
+                checkpoints.query_id(spark, self.checkpoint) if self.checkpoint else uuid4().hex
             )
-            self.app_ids[sink] = f"pitstop-{query_id}-{sink}"
-        return self.app_ids[sink]
+        return f"pitstop-{self._query_id}-{sink}"
 
     def append(self, spark: SparkSession, frame: DataFrame, sink: str, batch_id: int) -> bool:
         """Append `frame` to table `sink` once per micro-batch, however often it is replayed."""
@@ -94,13 +99,14 @@ def build_context(
 
 def start_query(
     frame: DataFrame,
-    name: str,
+    context: FlowContext,
     checkpoint: str,
     process: Callable[[DataFrame, int], None],
     trigger_seconds: float,
     available_now: bool = False,
 ) -> StreamingQuery:
-    """Start `frame` -> foreachBatch(`process`) as query `name` with its own checkpoint."""
+    """Start `frame` -> foreachBatch(`process`) as the context's query, own checkpoint."""
+    context.checkpoint, name = checkpoint, context.query_name
     writer = (
         frame.writeStream.queryName(name)
         .option("checkpointLocation", checkpoint)

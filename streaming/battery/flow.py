@@ -115,7 +115,7 @@ def battery_query(
     )
     return start_query(
         decided,
-        job.context.query_name,
+        job.context,
         checkpoint,
         partial(process_battery_batch, job),
         job.cfg.stream.trigger_seconds,

@@ -150,7 +150,7 @@ def start_notes_query(
     cfg = job.cfg
     return start_query(
         read_kafka_stream(spark, cfg, cfg.kafka.topics.notes),
-        NOTES_QUERY_NAME,
+        job.context,
         cfg.storage.checkpoint(NOTES_QUERY_NAME),
         partial(process_notes_batch, job),
         cfg.stream.trigger_seconds,
