@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 JARS_STAMP := $(HOME_DIR)/.jars-ready
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-unit test-component test-integration test-slow lint format \
+.PHONY: help setup jar demo test test-unit test-component test-integration test-slow lint format \
 	broker-start broker-stop bench clean fixtures
 
 help: ## list the targets
@@ -25,11 +25,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
-$(JARS_STAMP): $(STAMP) streaming/jars.py jvm/kafka-broker/pom.xml
+$(JARS_STAMP): $(STAMP) streaming/jars.py jvm/kafka-broker/pom.xml $(wildcard jvm/battery-state/src/main/java/pitstop/state/*.java)
 	$(BIN)/pitstop setup
 	@touch $@
 
 setup: $(STAMP) $(JARS_STAMP) ## virtualenv, Python packages, Spark and Kafka jars (once)
+
+jar: $(STAMP) ## build the battery-state jar into dist/ (a library of a Databricks cluster)
+	@mkdir -p dist
+	$(BIN)/python -c "from streaming.jars import state_jar; import shutil; shutil.copy(state_jar('$(HOME_DIR)'), 'dist/pitstop-battery-state.jar')"
+	@echo dist/pitstop-battery-state.jar
 
 demo: setup ## run the whole pipeline end to end on a simulated fleet and print the alerts
 	$(BIN)/pitstop demo

@@ -81,7 +81,10 @@ def simulate_lines(cfg: PitstopConfig, out: Path, batteries: int, days: int) -> 
     run_simulation(
         cfg, sink="files", batteries=batteries, days=days, seed=11, output_dir=out, notes=False
     )
-    path = out / "battery-telemetry.jsonl"
+    # The files sink names its output after the configured topic.
+    path = out / f"{cfg.kafka.topics.telemetry}.jsonl"
+    if not path.exists():
+        path = next(p for p in out.glob("*.jsonl") if "telemetry" in p.name)
     return [line for line in path.read_bytes().splitlines() if line.strip()]
 
 

@@ -197,6 +197,45 @@ def build_history_windows(
     return _windows_at(dense, positions, window_days)
 
 
+# A stored day of a battery as the stream's state step hands it over (packed, little-endian):
+# days since 1970-01-01, daily cycles, and each health signal (NaN where none was sent).
+WINDOW_DAY = np.dtype(
+    [("day", "<i4"), ("cycles", "<f8"), *[(signal, "<f8") for signal in HEALTH_COLUMNS]]
+)
+
+
+def windows_from_days(
+    days: np.ndarray,
+    counts: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    signals: Sequence[str] = (),
+) -> dict[str, list[np.ndarray]]:
+    """Model input windows from the stored days behind each of n readings.
+
+    `days` (WINDOW_DAY) holds every reading's days one reading after another, `counts` how
+    many each has; reading i's window covers days `starts[i]` to `ends[i]`. Days without a
+    reading are parked (0 cycles) and have no health values (NaN), as in
+    `build_history_windows`. Returns HISTORY_COLUMN and the `<signal>_history` of each of
+    `signals` (HEALTH_COLUMNS names), a list of n arrays each.
+    """
+    starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+    lengths = ends - starts + 1
+    if len(lengths) and lengths.min() < 1:
+        raise FeatureError("A window must end on or after the day it starts.")
+    offsets = np.cumsum(lengths) - lengths
+    owner = np.repeat(np.arange(len(lengths)), np.asarray(counts, dtype=np.int64))
+    slots = offsets[owner] + days["day"].astype(np.int64) - starts[owner]
+    cycles = np.zeros(int(lengths.sum()))
+    cycles[slots] = days["cycles"]
+    windows = {HISTORY_COLUMN: split_rows(cycles, lengths)}
+    for signal in signals:
+        values = np.full(len(cycles), np.nan)
+        values[slots] = days[signal]
+        windows[f"{signal}{HEALTH_HISTORY_SUFFIX}"] = split_rows(values, lengths)
+    return windows
+
+
 def build_training_windows(
     readings: pd.DataFrame,
     window_days: int,

@@ -55,3 +55,69 @@ def packages_arg() -> str:
 def ivy_settings() -> Path:
     """Ivy settings that resolve from Maven Central only (see the file for why)."""
     return Path(__file__).resolve().parents[1] / "jvm" / "ivysettings.xml"
+
+
+# Pitstop's own JVM code: the battery flow's state step (jvm/battery-state). Compiled against
+# the Spark jars pyspark ships, so it needs a JDK's javac but no download.
+STATE_SOURCES = Path(__file__).resolve().parents[1] / "jvm" / "battery-state" / "src" / "main"
+
+
+def state_jar(home: str | Path) -> Path:
+    """The battery-state jar under `<home>/jars`, compiled from its sources when they change."""
+    import hashlib
+    import zipfile
+
+    sources = sorted((STATE_SOURCES / "java").rglob("*.java"))
+    digest = hashlib.sha1(SPARK_VERSION.encode())
+    for source in sources:
+        digest.update(source.read_bytes())
+    jar = Path(home) / "jars" / f"pitstop-battery-state-{digest.hexdigest()[:12]}.jar"
+    if jar.exists():
+        return jar
+    classes = jar.parent / f".build-{digest.hexdigest()[:12]}"
+    _compile(sources, classes)
+    partial = jar.with_suffix(".tmp")
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: pitstop\n")
+        for path in sorted(classes.rglob("*.class")):
+            archive.write(path, path.relative_to(classes).as_posix())
+    partial.replace(jar)  # atomic: a concurrent build never sees half a jar
+    return jar
+
+
+def _compile(sources: list[Path], classes: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    import pyspark
+
+    java_home = os.environ.get("JAVA_HOME")
+    javac = shutil.which("javac", path=f"{java_home}/bin" if java_home else None) or shutil.which(
+        "javac"
+    )
+    if javac is None:
+        raise JarsError(
+            "javac is not on PATH: install a Java 17 JDK (apt-get install openjdk-17-jdk-headless) "
+            "so Pitstop can build its battery-state jar."
+        )
+    classpath = str(Path(pyspark.__file__).parent / "jars" / "*")
+    shutil.rmtree(classes, ignore_errors=True)
+    done = subprocess.run(
+        [
+            javac,
+            "--release",
+            "17",
+            "-nowarn",
+            "-cp",
+            classpath,
+            "-d",
+            str(classes),
+            *map(str, sources),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode:
+        raise JarsError(f"Building the battery-state jar failed:\n{done.stderr.strip()}")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from pitstop.config import PitstopConfig
-from streaming.jars import check_pyspark_version, ivy_dir, ivy_settings, packages_arg
+from streaming.jars import check_pyspark_version, ivy_dir, ivy_settings, packages_arg, state_jar
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,11 @@ def spark_conf(cfg: PitstopConfig) -> dict[str, str]:
         # blocks of finished batches promptly instead of every 30 minutes.
         "spark.cleaner.periodicGC.interval": "2min",
     }
+    if not os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        # On Databricks the battery-state jar is a library of the job's cluster instead
+        # (resources/streaming_job.yml); its session exists before this code runs.
+        local = cfg.path(cfg.home) if "://" not in cfg.home else Path(tempfile.gettempdir())
+        conf["spark.jars"] = str(state_jar(local))
     if "://" not in cfg.home:
         conf["spark.jars.ivy"] = str(ivy_dir(cfg.home))
         conf["spark.jars.ivySettings"] = str(ivy_settings())

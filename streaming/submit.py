@@ -14,6 +14,7 @@ from streaming.session import spark_conf
 
 JOB_FILE = Path(__file__).resolve().parent / "job.py"
 _LAUNCH_KEYS = (
+    "spark.jars",
     "spark.jars.packages",
     "spark.jars.ivy",
     "spark.jars.ivySettings",

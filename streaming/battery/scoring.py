@@ -2,9 +2,10 @@
 
 One Arrow pass over the state step's output: every row goes on (`kind` reading, rejected or
 stored) and each new reading gains one `forecast` row per model -- the 30-day forecast,
-days and date of failure, model name, version and role. Windows are decoded straight from
-their packed buffers, a batch of readings per model call, and never leave Python: a window
-with its health arrays is up to 300 doubles, a forecast 30.
+days and date of failure, model name, version and role. Windows are built from the stored
+days the state step packed (models.features.windows_from_days, the training windows' rules),
+a batch of readings per model call, and never leave Python: a window with its health arrays
+is up to 300 doubles, a forecast 30.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from models.features import (
-    HEALTH_COLUMNS,
     HEALTH_HISTORY_SUFFIX,
     HISTORY_COLUMN,
     MODEL_INPUT_COLUMNS,
+    WINDOW_DAY,
     forecast_failure_days,
-    split_rows,
+    windows_from_days,
 )
 from streaming.battery.history import NEW
 from streaming.battery.readings import PARSED_SCHEMA
@@ -135,41 +136,38 @@ def _batch(
     return pa.RecordBatch.from_arrays(arrays, schema=_ARROW)
 
 
-def _unpack(binary: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """A binary column of packed float64 arrays as (all values, values per row)."""
+def _packed(binary: pa.Array, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """A binary column of packed `dtype` records as (all records, records per row)."""
     binary = binary.cast(pa.large_binary()) if binary.type != pa.large_binary() else binary
     offsets = np.frombuffer(binary.buffers()[1], dtype=np.int64)[
         binary.offset : binary.offset + len(binary) + 1
     ]
     data = binary.buffers()[2]
-    flat = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]].copy().view(np.float64)
-    return flat, np.diff(offsets) // 8
+    raw = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]].copy()
+    return raw.view(dtype), np.diff(offsets) // dtype.itemsize
 
 
 def model_input(fresh: pa.RecordBatch, health: list[str]) -> pd.DataFrame:
     """The forecast contract's input rows (models.features) for new readings with windows.
 
-    `health` are the `<signal>_history` arrays some model reads; no other is unpacked.
+    `health` are the `<signal>_history` arrays some model reads; no other is built.
     """
-    cycles, lengths = _unpack(fresh.column("window"))
+    days, counts = _packed(fresh.column("window"), WINDOW_DAY)
+    ends = fresh.column("date").cast(pa.int32()).to_numpy(zero_copy_only=False)
+    starts = fresh.column("window_start").to_numpy(zero_copy_only=False)
+    signals = [name.removesuffix(HEALTH_HISTORY_SUFFIX) for name in health]
+    windows = windows_from_days(days, counts, starts, ends, signals)
     frame = pd.DataFrame(
         {
             "battery_id": fresh.column("battery_id").to_pylist(),
             "car_id": fresh.column("car_id").to_pylist(),
             "date": fresh.column("date").to_pandas(),
-            HISTORY_COLUMN: split_rows(cycles, lengths),
+            HISTORY_COLUMN: windows.pop(HISTORY_COLUMN),
             "lifetime_cycles_used": fresh.column("lifetime_cycles_used").to_numpy(False),
             "battery_rated_cycles": fresh.column("battery_rated_cycles").to_numpy(False),
             "battery_age_days": fresh.column("battery_age_days").to_numpy(False).astype(np.float64),
         }
     )
-    if health:
-        values, _ = _unpack(fresh.column("health_window"))
-        starts = np.concatenate([[0], np.cumsum(lengths * len(HEALTH_COLUMNS))[:-1]])
-        for name in health:
-            row = HEALTH_COLUMNS.index(name.removesuffix(HEALTH_HISTORY_SUFFIX))
-            begin = starts + row * lengths
-            frame[name] = [
-                values[b : b + n] for b, n in zip(begin.tolist(), lengths.tolist(), strict=True)
-            ]
+    for name, arrays in windows.items():
+        frame[name] = arrays
     return frame

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-import numpy as np
+import pyarrow as pa
 import pytest
 from pyspark.sql import Row
 from pyspark.sql import types as T
@@ -13,6 +13,7 @@ from pyspark.sql import types as T
 from streaming.battery import outputs
 from streaming.battery.history import HistoryRules
 from streaming.battery.readings import battery_history, parse_telemetry
+from streaming.battery.scoring import model_input
 from streaming.parsing import quarantine_rows
 
 pytestmark = pytest.mark.component
@@ -109,7 +110,8 @@ def test_the_state_step_decides_every_message_once_in_a_batch(spark):
     assert rows[2].reason == "duplicate" and rows[4].reason == "not JSON"
     assert rows[4].payload == b"not json" and rows[0].payload is None
     assert [rows[o].first_seen for o in (0, 1, 3)] == [True, False, True]
-    assert list(np.frombuffer(rows[1].window)) == [1.25, 0.0, 3.0]
+    window = model_input(pa.RecordBatch.from_pylist([rows[1].asDict()]), [])["daily_cycles"][0]
+    assert list(window) == [1.25, 0.0, 3.0]
 
 
 def test_alerts_follow_champion_forecasts_within_the_margin(spark):
