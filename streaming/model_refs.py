@@ -21,6 +21,7 @@ from pyspark import Accumulator
 
 from models.features import HEALTH_HISTORY_COLUMNS
 from pitstop.errors import PitstopError
+from streaming.worker_heap import freeze_long_lived
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,7 @@ def cached_model(
     for stale in [k for k in _LOADED if k.startswith(f"{registry}|models:/{ref.name}/")]:
         del _LOADED[stale]  # an older version of the same model: the alias has moved on
     _LOADED[key] = model
+    freeze_long_lived()  # the model lives as long as the worker: no more scans of it
     if loads is not None:
         loads.add(1)
     log.info("Loaded %s in worker", ref.uri)

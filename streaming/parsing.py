@@ -13,6 +13,7 @@ from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from pitstop.validation import Checked
+from streaming.worker_heap import freeze_long_lived
 
 KAFKA_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp")
 
@@ -49,6 +50,7 @@ def parse_messages(
     fields = [n for n in names if n not in _ENVELOPE and n != "extra"]
 
     def parse(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        freeze_long_lived()
         for batch in batches:
             payloads = batch.column("value").to_pylist()
             columns: dict[str, list] = {name: [] for name in [*fields, "extra", "reason"]}
