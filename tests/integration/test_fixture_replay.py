@@ -31,3 +31,33 @@ def test_fixture_replays_to_the_recorded_alerts(spark, tmp_path, test_config, re
     pd.testing.assert_frame_equal(got, want)
     truth = pd.read_csv(fleet / "truth" / "batteries.csv")
     assert set(want["battery_id"]) <= set(truth["battery_id"].astype(str))
+
+
+def test_replay_as_json_prints_only_data_on_stdout(tmp_path):
+    """`pitstop replay ... --format json | jq` works: Ivy's and Spark's chatter goes to stderr."""
+    import json
+    import subprocess
+    import sys
+
+    fleet = FIXTURES / "small-fleet"
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "pitstop"),
+            "replay",
+            str(fleet / "battery-telemetry.csv"),
+            "--model",
+            str(FIXTURES / "model"),
+            "--output",
+            str(tmp_path / "out"),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    want = pd.read_csv(fleet / "expected-alerts-csv.csv", dtype=str)
+    assert sorted(r["battery_id"] for r in rows) == sorted(want["battery_id"])
