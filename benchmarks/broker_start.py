@@ -18,8 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pitstop.broker import ensure_broker_jars, start_broker, stop_broker
-from pitstop.config import PitstopConfig, load_config
+from broker.jars import ensure_broker_jars
+from broker.process import start_broker, stop_broker
+from core.config import PitstopConfig, load_config
 
 _LOG = logging.getLogger("benchmarks.broker_start")
 

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pitstop.config import PitstopConfig, StorageConfig, TopicsConfig, load_config
+from core.config import PitstopConfig, StorageConfig, TopicsConfig, load_config
 
 log = logging.getLogger("benchmarks.compliance")
 
@@ -51,10 +51,10 @@ def bench_config(root: Path, tracking_uri: str | None = None) -> PitstopConfig:
 
 def bench_training(cfg: PitstopConfig, epochs: int, seed: int) -> dict[str, float]:
     """Train with the production defaults; return quality figures and seconds."""
-    from models.train_compliance import train_compliance
+    from apps.training_data import train_compliance_on_simulated_notes
 
     started = time.perf_counter()
-    result = train_compliance(cfg, epochs=epochs, seed=seed)
+    result = train_compliance_on_simulated_notes(cfg, epochs=epochs, seed=seed)
     m = result.metrics
     return {
         "heldout_accuracy": m["eval_accuracy"],
@@ -152,7 +152,8 @@ def main() -> None:
         report.update(bench_training(cfg, args.epochs, args.seed))
         log.info("training: %s", json.dumps(report))
     if not args.skip_stream:
-        from pitstop.broker import ensure_topics, start_broker, stop_broker
+        from broker.process import start_broker, stop_broker
+        from broker.topics import ensure_topics
 
         handle = None
         bootstrap = args.bootstrap

@@ -31,12 +31,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.candidates import FitRequest
-from models.cv import CvFold, rolling_origin_folds, score_fold
-from models.features import build_history_windows, forecast_failure_date
-from models.metrics import alert_quality, nrmse
-from models.pyfunc import coerce_model_input
-from pitstop.config import PitstopConfig, StorageConfig, load_config
+from core.config import PitstopConfig, StorageConfig, load_config
+from models.forecasting.candidates import FitRequest
+from models.forecasting.cv import CvFold, rolling_origin_folds, score_fold
+from models.forecasting.features import build_history_windows, forecast_failure_date
+from models.forecasting.metrics import alert_quality, nrmse
+from models.forecasting.pyfunc import coerce_model_input
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB_FIXTURE = ROOT / "tests" / "fixtures" / "lab" / "daily-battery-time-series-v2.csv"
@@ -87,8 +87,8 @@ def simulate(folder: Path, batteries: int, days: int, seed: int, start_date: str
 
 def make_lab_fixture(path: Path = LAB_FIXTURE) -> Path:
     """Write the lab-schema fixture from a small seeded simulation, with an unnamed index."""
-    from models.data import load_readings
-    from pitstop.contract import contract_to_lab_frame
+    from core.contract import contract_to_lab_frame
+    from models.forecasting.data import load_readings
 
     with tempfile.TemporaryDirectory() as tmp:
         simulate(Path(tmp), **LAB_SIMULATION)
@@ -279,7 +279,7 @@ def evaluate(
     candidates: tuple[str, ...] = (),
 ) -> None:
     """Sweep every candidate, then report accuracy, floor and alert quality."""
-    from models.train_automl import AutomlSettings, train_automl
+    from models.training.automl import AutomlSettings, train_automl
 
     cfg = make_test_config(workdir / f"mlflow-{name}")
     started = time.monotonic()
@@ -359,8 +359,8 @@ def _causes(truth: pd.DataFrame) -> str:
 
 def budget_check(batteries: int, days: int, workdir: Path, budget_s: float = 600.0) -> None:
     """Time one sweep with every candidate under a time budget (default the CLI's 10 minutes)."""
-    from models.data import load_readings
-    from models.train_automl import AutomlSettings, train_automl
+    from models.forecasting.data import load_readings
+    from models.training.automl import AutomlSettings, train_automl
 
     simulate(workdir / "big", batteries, days, seed=5, start_date="2024-01-01")
     readings = load_readings(workdir / "big" / "sim")
@@ -393,7 +393,7 @@ def main() -> None:
         path = make_lab_fixture()
         print(f"wrote {path} ({path.stat().st_size:,} bytes)")
         return
-    from models.data import load_readings
+    from models.forecasting.data import load_readings
 
     names = tuple(n for n in args.candidates.split(",") if n)
     with tempfile.TemporaryDirectory() as tmp:

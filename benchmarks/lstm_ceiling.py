@@ -35,7 +35,7 @@ def _work(job: Job, ready: mp.Barrier, results: mp.Queue) -> None:
     import pandas as pd
     import torch
 
-    from models.lstm import CycleLstm, LstmSpec, encode_windows, predict_lstm
+    from models.forecasting.lstm import CycleLstm, LstmSpec, encode_windows, predict_lstm
 
     torch.set_num_threads(job.threads)
     torch.manual_seed(0)

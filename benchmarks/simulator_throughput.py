@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pitstop.config import load_config
+from core.config import load_config
 from simulator.run import run_simulation
 
 
@@ -53,7 +53,7 @@ def bench_files(batteries: int, days: int) -> dict:
 
 def bench_kafka(batteries: int, days: int) -> dict:
     """Events/s of a run into a fresh local broker (delivery acknowledged, flush included)."""
-    from pitstop.broker import start_broker, stop_broker  # noqa: PLC0415
+    from broker.process import start_broker, stop_broker
 
     cfg = load_config("local")
     data_dir = Path(tempfile.mkdtemp(prefix="sim-bench-kafka-"))

@@ -39,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pitstop.config import StorageConfig, load_config  # noqa: E402
+from core.config import StorageConfig, load_config  # noqa: E402
 
 # Stream v1's alert MERGE join: an OR of an upsert match and a close match.
 V1_JOIN = (

@@ -36,7 +36,7 @@ from benchmarks.stream_benchmark import (  # noqa: E402
     start_bench_broker,
     train_champion,
 )
-from pitstop.config import PitstopConfig, load_config  # noqa: E402
+from core.config import PitstopConfig, load_config  # noqa: E402
 
 log = logging.getLogger("pitstop.soak")
 GROUPS = ("driver JVM", "python driver", "python workers")
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
-    from pitstop.broker import stop_broker
+    from broker.process import stop_broker
     from streaming.submit import spark_submit_command
 
     root = Path(tempfile.mkdtemp(prefix="pitstop-soak-"))

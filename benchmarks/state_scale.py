@@ -219,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
 
-    from pitstop.broker import stop_broker
-    from pitstop.config import load_config
+    from broker.process import stop_broker
+    from core.config import load_config
     from streaming.session import build_spark_session
 
     results: dict[str, Any] = {"args": vars(args), "load_start": os.getloadavg()}

@@ -48,7 +48,7 @@ from streamkit import (  # noqa: E402
     train_champion,
 )
 
-from pitstop.config import PitstopConfig, load_config  # noqa: E402
+from core.config import PitstopConfig, load_config  # noqa: E402
 
 log = logging.getLogger("pitstop.bench")
 # Readings a separate warm-up stream processes before the backlog is timed.
@@ -63,7 +63,7 @@ def _ceiling_worker(spec: dict, ready: Any, results: Any) -> None:
     import mlflow
     import pandas as pd
 
-    from models.pyfunc import load_forecaster
+    from models.forecasting.pyfunc import load_forecaster
 
     mlflow.set_tracking_uri(spec["tracking_uri"])
     mlflow.set_registry_uri(spec["tracking_uri"])
@@ -177,7 +177,7 @@ def model_input_arrays(decided, inputs):
     import pyarrow as pa
     from pyspark.sql import types as T
 
-    from models.features import HISTORY_COLUMN, STATIC_COLUMNS
+    from models.forecasting.features import HISTORY_COLUMN, STATIC_COLUMNS
     from streaming.battery.scoring import model_input
 
     schema = T.StructType(
@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
 
-    from pitstop.broker import stop_broker
+    from broker.process import stop_broker
 
     steps = [float(s) for s in args.steps.split(",") if s.strip()]
     began = time.perf_counter()

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pitstop.config import PitstopConfig, StorageConfig, TopicsConfig, load_config
+from core.config import PitstopConfig, StorageConfig, TopicsConfig, load_config
 
 log = logging.getLogger("pitstop.bench")
 
@@ -27,7 +27,7 @@ def free_port() -> int:
 
 def start_bench_broker(base: PitstopConfig, data_dir: Path, topics: dict[str, int]) -> Any:
     """A broker of its own on free loopback ports, with `topics`."""
-    from pitstop.broker import start_broker
+    from broker.process import start_broker
 
     return start_broker(
         base, data_dir=data_dir, port=free_port(), controller_port=free_port(), topics=topics
@@ -64,8 +64,8 @@ def bench_config(root: Path, bootstrap: str, name: str, topic: str, **stream: An
 
 def train_champion(cfg: PitstopConfig) -> str:
     """Train the default LSTM (2x64, window 60, direct 30 head) briefly; its models:/ URI."""
-    from models.data import simulated_readings
-    from models.train_rnn import train_rnn
+    from apps.training_data import simulated_readings
+    from models.training.rnn import train_rnn
 
     readings = simulated_readings(batteries=40, days=200, seed=3)
     result = train_rnn(
@@ -215,7 +215,7 @@ def sustained(
     committed). The first micro-batch (worker start-up, seeding) counts too."""
     from pyspark.sql import functions as F
 
-    from pitstop.demo import end_offsets
+    from apps.demo import end_offsets
     from streaming import tables
     from streaming.battery.flow import build_job, start_battery_query
     from streaming.progress import caught_up

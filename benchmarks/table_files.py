@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pitstop.config import load_config  # noqa: E402
+from core.config import load_config  # noqa: E402
 
 DAY0 = "2020-01-01"
 TODAY = 20_000  # days after DAY0 of the "current" micro-batch: past every grown file

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pitstop.config import load_config
+from core.config import load_config
 from streaming.jars import SPARK_PACKAGES, ivy_dir
 from streaming.session import build_spark_session
 

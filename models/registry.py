@@ -16,8 +16,8 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from pitstop.config import PitstopConfig
-from pitstop.errors import PitstopError
+from core.config import PitstopConfig
+from core.errors import PitstopError
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ ALERT_COLUMNS = ["battery_id", "car_id", "status", "alert_date", "predicted_fail
 
 def expected_alerts(cfg):
     """The alerts table of a replay, in a stable order and the columns a test compares."""
-    from pitstop.alerts import read_table
+    from core.lake import read_table
 
     frame = read_table(cfg, "battery_alerts")[ALERT_COLUMNS].astype(str)
     return frame.sort_values(["battery_id", "alert_date"], ignore_index=True)
@@ -36,8 +36,8 @@ def expected_alerts(cfg):
 def main() -> None:
     import mlflow
 
-    from models.data import simulated_readings
-    from models.train_rnn import train_rnn
+    from apps.training_data import simulated_readings
+    from models.training.rnn import train_rnn
     from simulator.run import run_simulation
     from streaming.replay import run_replay
     from streaming.session import build_spark_session

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pitstop.errors import PitstopError
+from core.errors import PitstopError
 
 # Connection strings carry their secret in SharedAccessKey (Event Hubs, IoT Hub) or as a
 # whole SharedAccessSignature; a client library may echo either in an exception message.

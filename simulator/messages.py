@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from pitstop.contract import NOTE_FIELDS, SCHEMA_VERSION, TELEMETRY_FIELDS
+from core.contract import NOTE_FIELDS, SCHEMA_VERSION, TELEMETRY_FIELDS
 from simulator.fleet import DayReadings
 
 _TELEMETRY_ORDER = tuple(f.name for f in TELEMETRY_FIELDS)

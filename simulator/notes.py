@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from pitstop.contract import SCHEMA_VERSION
+from core.contract import SCHEMA_VERSION
 
 CUTOFF_YEAR = 1995  # manufactured before this year: non-compliant
 FIRST_YEAR, LAST_YEAR = 1960, 2024

@@ -26,7 +26,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from pitstop.config import PitstopConfig
+from core.config import PitstopConfig
 from simulator.errors import SimulatorError
 from simulator.fleet import Fleet, FleetParams
 from simulator.messages import encode_notes, encode_telemetry, split_note

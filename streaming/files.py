@@ -11,8 +11,8 @@ from pathlib import Path
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pitstop.contract import LAB_CSV_COLUMNS, SCHEMA_VERSION, TELEMETRY_FIELDS
-from pitstop.errors import PitstopError
+from core.contract import LAB_CSV_COLUMNS, SCHEMA_VERSION, TELEMETRY_FIELDS
+from core.errors import PitstopError
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 CSV_SUFFIXES = (".csv",)
@@ -86,7 +86,7 @@ def _csv_header(spark: SparkSession, source: str) -> list[str]:
 
 
 def _lab_columns(frame: DataFrame) -> DataFrame:
-    """The lab's CSV columns -> contract fields (the same mapping as pitstop.contract)."""
+    """The lab's CSV columns -> contract fields (the same mapping as core.contract)."""
     types = {f.name: f.type for f in TELEMETRY_FIELDS}
     columns: list[Column] = [F.lit(SCHEMA_VERSION).alias("schema_version")]
     for lab, field in LAB_CSV_COLUMNS.items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pitstop.errors import PitstopError
+from core.errors import PitstopError
 
 SPARK_VERSION = "4.2.0"
 SCALA_BINARY = "2.13"

@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 if __package__ in (None, ""):  # executed as a file by spark-submit
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pitstop.config import ConfigError, PitstopConfig, load_config  # noqa: E402
+from core.config import ConfigError, PitstopConfig, load_config  # noqa: E402
 from streaming.battery.flow import build_job, start_battery_query  # noqa: E402
 from streaming.model_refs import ModelUnavailableError  # noqa: E402
 from streaming.session import build_spark_session  # noqa: E402

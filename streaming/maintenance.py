@@ -19,8 +19,8 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from pitstop.config import PitstopConfig
-from pitstop.errors import PitstopError
+from core.config import PitstopConfig
+from core.errors import PitstopError
 from streaming import tables
 
 log = logging.getLogger(__name__)

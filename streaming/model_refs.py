@@ -19,8 +19,8 @@ from typing import Any
 
 from pyspark import Accumulator
 
-from models.features import HEALTH_HISTORY_COLUMNS
-from pitstop.errors import PitstopError
+from core.errors import PitstopError
+from models.forecasting.features import HEALTH_HISTORY_COLUMNS
 from streaming.worker_heap import freeze_long_lived
 
 log = logging.getLogger(__name__)

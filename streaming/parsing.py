@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from pitstop.validation import Checked
+from core.validation import Checked
 from streaming.worker_heap import freeze_long_lived
 
 KAFKA_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp")

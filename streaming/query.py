@@ -17,7 +17,7 @@ from pyspark import Accumulator, inheritable_thread_target
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from pitstop.config import PitstopConfig
+from core.config import PitstopConfig
 from streaming import checkpoints, tables
 from streaming.delta_appends import AppendLedger
 from streaming.model_refs import RegistryTarget

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from pitstop.config import PitstopConfig, StorageConfig
+from core.config import PitstopConfig, StorageConfig
 from streaming.battery.flow import battery_query, build_job, score_recording
 from streaming.files import RecordingError, messages_from_rows, read_recording, recording_kind
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from pitstop.config import PitstopConfig
+from core.config import PitstopConfig
 from streaming.jars import check_pyspark_version, ivy_dir, ivy_settings, packages_arg, state_jar
 
 log = logging.getLogger(__name__)

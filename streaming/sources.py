@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
 
-from pitstop.config import PitstopConfig
+from core.config import PitstopConfig
 
 
 def kafka_options(

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pitstop.config import PitstopConfig
+from core.config import PitstopConfig
 from streaming.session import spark_conf
 
 JOB_FILE = Path(__file__).resolve().parent / "job.py"

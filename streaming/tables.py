@@ -10,8 +10,8 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from pitstop.config import PitstopConfig
-from pitstop.contract import TELEMETRY_FIELDS
+from core.config import PitstopConfig
+from core.contract import TELEMETRY_FIELDS
 
 TELEMETRY = "telemetry"
 QUARANTINE = "quarantine"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pitstop.config import PitstopConfig, StorageConfig, load_config
+from core.config import PitstopConfig, StorageConfig, load_config
 
 
 def make_test_config(root: Path, **stream_updates) -> PitstopConfig:
@@ -54,8 +54,8 @@ def trained_config(tmp_path_factory: pytest.TempPathFactory) -> PitstopConfig:
     Trained once per session on a simulated fleet (a few epochs: the tests check the
     plumbing around the model, the benchmarks check its quality).
     """
-    from models.data import simulated_readings
-    from models.train_rnn import train_rnn
+    from apps.training_data import simulated_readings
+    from models.training.rnn import train_rnn
 
     cfg = make_test_config(tmp_path_factory.mktemp("registry"))
     readings = simulated_readings(batteries=40, days=200, seed=3)

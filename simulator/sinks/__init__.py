@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pitstop.config import ConfigError, PitstopConfig
+from core.config import ConfigError, PitstopConfig
 from simulator.errors import SimulatorError
 from simulator.sinks.base import CountingSink, DeliveryCounts, NullSink, Sink
 
@@ -35,7 +35,8 @@ def make_sink(
     if name == "null":
         return NullSink()
     if name == "kafka":
-        from simulator.sinks.kafka import KafkaSink, producer_config  # noqa: PLC0415
+        from core.kafka_clients import producer_config  # noqa: PLC0415
+        from simulator.sinks.kafka import KafkaSink  # noqa: PLC0415
 
         try:
             conf, secrets = producer_config(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO
 
-from pitstop.contract import LAB_CSV_COLUMNS, contract_to_lab_frame
+from core.contract import LAB_CSV_COLUMNS, contract_to_lab_frame
 from simulator.messages import MessageBatch
 from simulator.sinks.base import CountingSink
 

@@ -8,90 +8,14 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from pitstop.config import KafkaConfig
+from core.kafka_clients import DebugLog
 from simulator.errors import SimulatorError, redact
 from simulator.messages import MessageBatch
 from simulator.sinks.base import CountingSink, DeliveryCounts
 
 _LOG = logging.getLogger(__name__)
 
-# Microsoft's client guidance for the Event Hubs Kafka endpoint.
-EVENT_HUBS_OPTIONS: dict[str, Any] = {
-    "request.timeout.ms": 60000,
-    "metadata.max.age.ms": 180000,
-    # Azure closes idle connections after 240 s; close ours first.
-    "connections.max.idle.ms": 180000,
-    # Event Hubs rejects requests of 1,046,528 bytes or more.
-    "message.max.bytes": 1000000,
-    "socket.keepalive.enable": True,
-    # The endpoint has no idempotent producer and compression is tier-dependent.
-    "enable.idempotence": False,
-    "compression.type": "none",
-}
-# Consumer-only keys that may sit in kafka.client_options for the Spark source.
-_CONSUMER_ONLY = {"session.timeout.ms", "group.id", "auto.offset.reset", "max.poll.interval.ms"}
 _POLL_EVERY = 5000
-
-
-def producer_config(
-    kafka: KafkaConfig,
-    *,
-    bootstrap_servers: str | None = None,
-    message_timeout_ms: int = 60000,
-) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """librdkafka settings for `kafka` and the secrets they contain (to redact from errors).
-
-    Locally: idempotent, lz4, large batches. Event Hubs: SASL_SSL/PLAIN with the connection
-    string as password and Microsoft's timeouts. `message_timeout_ms` bounds how long a
-    message is retried (e.g. while a broker restarts) before it counts as failed.
-    """
-    conf: dict[str, Any] = {
-        "bootstrap.servers": bootstrap_servers or kafka.bootstrap_servers,
-        "client.id": "pitstop-simulator",
-        "acks": "all",
-        "enable.idempotence": True,
-        "compression.type": "lz4",
-        # Throughput: fill big batches; a few ms of latency is irrelevant for a simulator.
-        "linger.ms": 25,
-        "batch.size": 1000000,
-        "batch.num.messages": 20000,
-        # Bound the client's queue so a slow broker applies back-pressure, not RAM growth.
-        "queue.buffering.max.messages": 400000,
-        "queue.buffering.max.kbytes": 262144,
-        "message.timeout.ms": message_timeout_ms,
-        "retry.backoff.ms": 200,
-        "retry.backoff.max.ms": 5000,
-        "socket.connection.setup.timeout.ms": 10000,
-    }
-    secrets: tuple[str, ...] = ()
-    connection_string = kafka.connection_string()
-    if kafka.security_protocol != "PLAINTEXT":
-        conf["security.protocol"] = kafka.security_protocol
-    if kafka.sasl_mechanism:
-        conf["sasl.mechanisms"] = kafka.sasl_mechanism
-    if connection_string is not None:
-        secret = connection_string.get_secret_value()
-        conf.update(EVENT_HUBS_OPTIONS)
-        conf["sasl.username"] = "$ConnectionString"
-        conf["sasl.password"] = secret
-        conf.setdefault("security.protocol", "SASL_SSL")
-        conf.setdefault("sasl.mechanisms", "PLAIN")
-        secrets = (secret,)
-    for key, value in kafka.client_options.items():
-        key = key.removeprefix("kafka.")
-        if key not in _CONSUMER_ONLY:
-            conf[key] = value
-    return conf, secrets
-
-
-class _DebugOnlyLog:
-    """librdkafka's own log, demoted to DEBUG: a down broker is reported once by the sink,
-    not as a line per reconnect attempt."""
-
-    _logger = logging.getLogger("simulator.sinks.librdkafka")
-
-    def log(self, _level: int, message: str, *args: object) -> None:
-        self._logger.debug(message, *args)
 
 
 class KafkaSink(CountingSink):
@@ -110,7 +34,7 @@ class KafkaSink(CountingSink):
         self._queued = 0
         settings = dict(conf)
         settings["error_cb"] = self._on_error
-        settings["logger"] = _DebugOnlyLog()
+        settings["logger"] = DebugLog("simulator.sinks.librdkafka")
         try:
             self._producer = Producer(settings)
         except (KafkaException, ValueError, TypeError) as exc:

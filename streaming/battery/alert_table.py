@@ -16,8 +16,8 @@ import logging
 import pandas as pd
 import pyarrow as pa
 from pyspark.sql.pandas.types import to_arrow_schema
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from core.lake import on_commit_conflict
 from streaming.battery.alerts import (
     ALERT_COLUMNS,
     INSERT,
@@ -31,22 +31,6 @@ log = logging.getLogger(__name__)
 
 _ARROW = to_arrow_schema(ALERT_SCHEMA, timezone="UTC")
 _SOURCE = pa.schema([*_ARROW, pa.field("_op", pa.string())])
-
-
-def _conflict() -> type[Exception]:
-    from deltalake.exceptions import CommitFailedError
-
-    return CommitFailedError
-
-
-# A concurrent writer (`pitstop alerts ack`, `pitstop maintain`) won the race: read again and
-# re-plan. Delta-rs already retries commits that do not conflict.
-on_conflict = retry(
-    retry=retry_if_exception_type(_conflict()),
-    stop=stop_after_attempt(6),
-    wait=wait_exponential(multiplier=0.1, max=2),
-    reraise=True,
-)
 
 
 class AlertTable:
@@ -125,7 +109,7 @@ class AlertTable:
             return 0
         quoted = sql_strings(alert_ids)
 
-        @on_conflict
+        @on_commit_conflict
         def update() -> int:
             result = self._fresh().update(
                 predicate=f"alert_id IN ({quoted}) AND published_at IS NULL",
@@ -141,7 +125,7 @@ class AlertTable:
         return self.rows(where)
 
 
-@on_conflict
+@on_commit_conflict
 def commit_alert_changes(
     table: AlertTable,
     found: pd.DataFrame,

@@ -24,7 +24,7 @@ from functools import partial
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from pitstop.config import PitstopConfig
+from core.config import PitstopConfig
 from streaming import checkpoints, tables
 from streaming.battery import outputs
 from streaming.battery.alert_table import AlertTable, commit_alert_changes

@@ -12,8 +12,8 @@ micro-batches stored, exactly as stream v1's Delta lookup decided them:
 - the very record already stored (a source delivered it again, e.g. after a migration):
   `stored`, neither stored nor quarantined again;
 - else `new`: stored, and emitted with the stored days of its window -- from the battery's
-  first day or `window_days` back, whichever is later -- which `models.features` turns into
-  model input exactly as training does.
+  first day or `window_days` back, whichever is later -- which `models.forecasting.features`
+  turns into model input exactly as training does.
 
 The state is versioned with the micro-batch, so a batch replayed after a crash sees the
 state it saw the first time. A battery with no new reading for `stream.state_ttl_days`

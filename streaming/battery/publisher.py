@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from pitstop.config import PitstopConfig
+from core.config import PitstopConfig
+from core.kafka_clients import connection_config, producer_config
 from streaming.battery.alert_table import AlertTable, utc_now
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,11 @@ def reconcile_published(cfg: PitstopConfig, table: AlertTable) -> int:
     if not unmarked:
         return 0
     consumer = Consumer(
-        {**_client_config(cfg), "group.id": "pitstop-reconcile", "enable.auto.commit": False}
+        {
+            **connection_config(cfg.kafka),
+            "group.id": "pitstop-reconcile",
+            "enable.auto.commit": False,
+        }
     )
     found: set[str] = set()
     try:
@@ -102,17 +107,6 @@ def reconcile_published(cfg: PitstopConfig, table: AlertTable) -> int:
     return len(already)
 
 
-def _client_config(cfg: PitstopConfig) -> dict:
-    from simulator.sinks.kafka import producer_config
-
-    conf, _secrets = producer_config(cfg.kafka)
-    return {
-        k: v
-        for k, v in conf.items()
-        if k.startswith(("bootstrap", "security", "sasl", "ssl", "socket", "client"))
-    }
-
-
 # One producer per broker configuration for the job's life: a new one per publish cost a
 # connection and an idempotent-producer id each micro-batch.
 _PRODUCERS: dict[tuple, Any] = {}
@@ -121,8 +115,6 @@ _PRODUCERS: dict[tuple, Any] = {}
 def _producer(cfg: PitstopConfig) -> tuple[tuple, Any]:
     """The cached producer for `cfg`'s broker (created on first use), and its cache key."""
     from confluent_kafka import Producer
-
-    from simulator.sinks.kafka import producer_config
 
     conf, _secrets = producer_config(cfg.kafka)
     # A handful of messages a batch, waited for at once: no point lingering for more.

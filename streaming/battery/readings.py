@@ -12,8 +12,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from models.features import HEALTH_COLUMNS
-from pitstop.validation import check_telemetry
+from core.validation import check_telemetry
+from models.forecasting.features import HEALTH_COLUMNS
 from streaming.battery.history import QUARANTINE_KEY, HistoryRules
 from streaming.parsing import ENVELOPE_FIELDS, parse_messages
 from streaming.tables import READING_SCHEMA
@@ -23,7 +23,7 @@ PARSED_SCHEMA = T.StructType(
 )
 
 # What leaves the state step: the parsed message, its fate, and for a new reading the first
-# day of its window and the stored days in it (packed: models.features.WINDOW_DAY).
+# day of its window and the stored days in it (packed: models.forecasting.features.WINDOW_DAY).
 HISTORY_SCHEMA = T.StructType(
     PARSED_SCHEMA.fields
     + [

@@ -3,9 +3,9 @@
 One Arrow pass over the state step's output: every row goes on (`kind` reading, rejected or
 stored) and each new reading gains one `forecast` row per model -- the 30-day forecast,
 days and date of failure, model name, version and role. Windows are built from the stored
-days the state step packed (models.features.windows_from_days, the training windows' rules),
-a batch of readings per model call, and never leave Python: a window with its health arrays
-is up to 300 doubles, a forecast 30.
+days the state step packed (models.forecasting.features.windows_from_days, the training
+windows' rules), a batch of readings per model call, and never leave Python: a window with
+its health arrays is up to 300 doubles, a forecast 30.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from models.features import (
+from models.forecasting.features import (
     HEALTH_HISTORY_SUFFIX,
     HISTORY_COLUMN,
     MODEL_INPUT_COLUMNS,
@@ -80,7 +80,7 @@ def score_readings(
 
 
 def _load_forecaster(uri: str) -> Any:
-    from models.pyfunc import load_forecaster
+    from models.forecasting.pyfunc import load_forecaster
 
     return load_forecaster(uri)
 
@@ -148,7 +148,8 @@ def _packed(binary: pa.Array, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
 
 
 def model_input(fresh: pa.RecordBatch, health: list[str]) -> pd.DataFrame:
-    """The forecast contract's input rows (models.features) for new readings with windows.
+    """The forecast contract's input rows (models.forecasting.features) for new readings with
+    windows.
 
     `health` are the `<signal>_history` arrays some model reads; no other is built.
     """

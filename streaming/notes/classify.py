@@ -11,7 +11,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from pitstop.validation import Checked, check_note
+from core.validation import Checked, check_note
 from streaming.model_refs import ModelRef, RegistryTarget, cached_model
 from streaming.parsing import ENVELOPE_FIELDS, parse_messages, quarantine_rows
 
@@ -40,7 +40,7 @@ SCORED_NOTES_SCHEMA = T.StructType(
 
 def _check_note(value: bytes | None) -> Checked:
     """The contract's checks, then the classifier's own: empty, huge or non-text notes."""
-    from models.compliance import note_text_problem
+    from models.compliance.classifier import note_text_problem
 
     checked = check_note(value)
     if checked.ok:
@@ -61,7 +61,7 @@ def rejected_notes(parsed: DataFrame) -> DataFrame:
 
 
 def _load_classifier(uri: str) -> Any:
-    from models.compliance_pyfunc import load_compliance_classifier
+    from models.compliance.pyfunc import load_compliance_classifier
 
     return load_compliance_classifier(uri, torch_threads=1)
 

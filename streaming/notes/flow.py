@@ -22,9 +22,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.streaming import StreamingQuery
 
-from pitstop.config import PitstopConfig
+from core.config import PitstopConfig
+from core.lake import on_commit_conflict
 from streaming import tables
-from streaming.battery.alert_table import on_conflict, utc_now
+from streaming.battery.alert_table import utc_now
 from streaming.delta_appends import release_checkpoint
 from streaming.model_refs import ModelTracker, ModelUnavailableError
 from streaming.notes.classify import (
@@ -115,7 +116,7 @@ def _insert_alerts(job: NotesJob, spark: SparkSession, notes: DataFrame, batch_i
     insert_compliance_alerts(job.paths[tables.COMPLIANCE_ALERTS], alerts, app_id, batch_id)
 
 
-@on_conflict
+@on_commit_conflict
 def insert_compliance_alerts(
     location: str, alerts: pd.DataFrame, app_id: str, batch_id: int
 ) -> int:

@@ -7,7 +7,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from pitstop.alerts import AlertsError, acknowledge_alert, query_alerts
+from apps.alerts import AlertsError, acknowledge_alert, query_alerts
 from streaming import tables
 from streaming.battery.alert_table import AlertTable, commit_alert_changes
 from streaming.battery.alerts import FOUND_COLUMNS, alert_message

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from pitstop.alerts import query_alerts
+from apps.alerts import query_alerts
 from streaming import tables
 from tests.component.test_alert_ack import alert_row, update_alerts
 from tests.conftest import make_test_config

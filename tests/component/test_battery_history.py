@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from models.features import HEALTH_COLUMNS, build_history_windows
+from models.forecasting.features import HEALTH_COLUMNS, build_history_windows
 from streaming.battery.history import NEW, REJECTED, STORED, HistoryRules
 from streaming.battery.readings import battery_history, parse_telemetry
 from streaming.battery.scoring import model_input
@@ -148,7 +148,7 @@ def test_a_trimmed_state_still_counts_parked_days_from_the_first_day(spark, tmp_
 
 
 def test_stream_windows_equal_the_training_windows_across_batches(spark, tmp_path):
-    from models.data import simulated_readings
+    from apps.training_data import simulated_readings
 
     readings = simulated_readings(batteries=3, days=120, seed=4)
     readings = readings.sort_values(["date", "battery_id"], ignore_index=True)

@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from models.explain import (
+from core.config import PitstopConfig
+from models.registry import configure_mlflow
+from models.reporting.explain import (
     IMPORTANCE_FILE,
     IMPORTANCE_JSON,
     ExplanationError,
@@ -18,8 +20,6 @@ from models.explain import (
     log_explanation,
     permutation_importance,
 )
-from models.registry import configure_mlflow
-from pitstop.config import PitstopConfig
 from tests.conftest import make_test_config
 
 pytestmark = pytest.mark.component

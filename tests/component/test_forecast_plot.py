@@ -11,18 +11,18 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from models.data import simulated_readings
-from models.forecast_plot import (
+from apps.commands.forecast import forecast_command
+from apps.training_data import simulated_readings
+from core.config import PitstopConfig
+from core.contract import contract_to_lab_frame
+from models.reporting.forecast_plot import (
     BatteryForecastError,
-    forecast_command,
     forecast_from_readings,
     forecast_from_tables,
     plot_battery_forecast,
     verdict,
     weekly_table,
 )
-from pitstop.config import PitstopConfig
-from pitstop.contract import contract_to_lab_frame
 
 pytestmark = pytest.mark.component
 

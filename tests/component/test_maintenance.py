@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from delta.tables import DeltaTable
 
-from pitstop.errors import PitstopError
+from core.errors import PitstopError
 from streaming import tables
 from streaming.delta_appends import AppendLedger
 from streaming.maintenance import maintain_tables

@@ -12,9 +12,10 @@ import torch
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from models.cli import models_app
-from models.lstm import CycleLstm, LstmSpec
-from models.pyfunc import forecast_input_example, load_forecaster, log_lstm_model
+from apps.cli import models_app
+from core.config import PitstopConfig
+from models.forecasting.lstm import CycleLstm, LstmSpec
+from models.forecasting.pyfunc import forecast_input_example, load_forecaster, log_lstm_model
 from models.registry import (
     PREVIOUS_TAG,
     RegistryError,
@@ -25,7 +26,6 @@ from models.registry import (
     resolve_alias,
     rollback,
 )
-from pitstop.config import PitstopConfig
 from tests.conftest import make_test_config
 
 pytestmark = pytest.mark.component

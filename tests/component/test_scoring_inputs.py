@@ -9,9 +9,13 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from models.data import simulated_readings
-from models.features import HEALTH_HISTORY_COLUMNS, MODEL_INPUT_COLUMNS, build_history_windows
-from models.pyfunc import load_forecaster
+from apps.training_data import simulated_readings
+from models.forecasting.features import (
+    HEALTH_HISTORY_COLUMNS,
+    MODEL_INPUT_COLUMNS,
+    build_history_windows,
+)
+from models.forecasting.pyfunc import load_forecaster
 from streaming.battery.history import HistoryRules
 from streaming.battery.readings import battery_history, parse_telemetry
 from streaming.battery.scoring import model_input, score_readings

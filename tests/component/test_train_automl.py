@@ -12,13 +12,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from models.cli import train_app
-from models.data import simulated_readings
-from models.features import MODEL_INPUT_COLUMNS
-from models.pyfunc import forecast_input_example, load_forecaster
+from apps.cli import train_app
+from apps.training_data import simulated_readings
+from core.config import PitstopConfig
+from models.forecasting.features import MODEL_INPUT_COLUMNS
+from models.forecasting.pyfunc import forecast_input_example, load_forecaster
 from models.registry import resolve_alias
-from models.train_automl import AutomlResult, AutomlSettings, train_automl
-from pitstop.config import PitstopConfig
+from models.training.automl import AutomlResult, AutomlSettings, train_automl
 from tests.conftest import make_test_config
 
 pytestmark = pytest.mark.component
@@ -150,7 +150,7 @@ def test_cli_errors_are_one_sentence(
 def test_train_rnn_logs_the_sweeps_cv_metrics_when_asked(
     cfg: PitstopConfig, readings: pd.DataFrame
 ) -> None:
-    from models.train_rnn import train_rnn
+    from models.training.rnn import train_rnn
 
     fast = {"epochs": 1, "max_windows": 200, "time_budget_s": 10.0}
     result = train_rnn(cfg, readings, cv_folds=2, **fast)

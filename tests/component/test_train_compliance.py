@@ -12,8 +12,9 @@ import typer
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from models.compliance_cli import classify_command
-from models.train_compliance import ComplianceTrainingError, train_compliance
+from apps.commands.classify import classify_command
+from apps.training_data import train_compliance_on_simulated_notes
+from models.training.compliance import ComplianceTrainingError
 from tests.conftest import make_test_config
 
 pytestmark = pytest.mark.component
@@ -34,7 +35,7 @@ def cfg(tmp_path_factory):
 @pytest.fixture(scope="module")
 def first_run(cfg):
     """A deliberately weak first model: it becomes champion only because there is none."""
-    return train_compliance(cfg, seed=0, **TINY)
+    return train_compliance_on_simulated_notes(cfg, seed=0, **TINY)
 
 
 def test_first_version_becomes_champion_and_run_has_everything(cfg, first_run) -> None:
@@ -77,18 +78,18 @@ def test_pyfunc_scores_a_text_column(cfg, first_run) -> None:
 
 def test_champion_moves_only_when_better_unless_forced(cfg, first_run) -> None:
     name = cfg.mlflow.models.compliance
-    better = train_compliance(cfg, seed=1, **SMALL)
+    better = train_compliance_on_simulated_notes(cfg, seed=1, **SMALL)
     assert better.promoted and better.champion_version == "1"
     assert better.metrics["eval_loss"] < better.champion_metrics["eval_loss"]
     assert better.metrics["eval_accuracy"] > 0.75
 
-    worse = train_compliance(cfg, seed=0, **TINY)
+    worse = train_compliance_on_simulated_notes(cfg, seed=0, **TINY)
     assert not worse.promoted and worse.champion_version == better.version
     assert champion_of(name) == better.version
     tags = MlflowClient().get_run(worse.run_id).data.tags
     assert tags["pitstop.promoted"] == "false" and "eval_loss" in tags["pitstop.comparison"]
 
-    forced = train_compliance(cfg, seed=0, force=True, **TINY)
+    forced = train_compliance_on_simulated_notes(cfg, seed=0, force=True, **TINY)
     assert forced.promoted
     assert champion_of(name) == forced.version
 
@@ -117,4 +118,4 @@ def test_classify_command_prints_json_lines(cfg, first_run, tmp_path, monkeypatc
 
 def test_bad_settings_are_refused(cfg) -> None:
     with pytest.raises(ComplianceTrainingError, match="at least 1"):
-        train_compliance(cfg, epochs=0)
+        train_compliance_on_simulated_notes(cfg, epochs=0)

@@ -15,13 +15,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Array
 
-from models.data import DataError, load_readings, simulated_readings, split_holdout
-from models.features import HEALTH_HISTORY_COLUMNS, MODEL_INPUT_COLUMNS
-from models.pyfunc import ForecastInputError, forecast_input_example, load_forecaster
+from apps.training_data import simulated_readings
+from core.config import PitstopConfig
+from core.contract import contract_to_lab_frame
+from models.forecasting.data import DataError, load_readings, split_holdout
+from models.forecasting.features import HEALTH_HISTORY_COLUMNS, MODEL_INPUT_COLUMNS
+from models.forecasting.pyfunc import ForecastInputError, forecast_input_example, load_forecaster
 from models.registry import resolve_alias
-from models.train_rnn import TrainResult, ensure_champion, train_rnn
-from pitstop.config import PitstopConfig
-from pitstop.contract import contract_to_lab_frame
+from models.training.rnn import TrainResult, ensure_champion, train_rnn
 from tests.conftest import make_test_config
 
 pytestmark = pytest.mark.component

@@ -16,17 +16,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from pitstop.broker import (
-    BrokerError,
-    BrokerHandle,
-    ensure_broker_jars,
-    ensure_topics,
-    find_java,
-    start_broker,
-    stop_broker,
-    wait_for_kafka,
-)
-from pitstop.config import PitstopConfig, load_config
+from broker.errors import BrokerError
+from broker.jars import ensure_broker_jars
+from broker.java import find_java
+from broker.jvm import BrokerHandle
+from broker.process import start_broker, stop_broker
+from broker.topics import ensure_topics, wait_for_kafka
+from core.config import PitstopConfig, load_config
 
 _LOG = logging.getLogger(__name__)
 EXTERNAL_KAFKA_VAR = "PITSTOP_TEST_KAFKA"

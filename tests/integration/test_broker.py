@@ -12,18 +12,12 @@ import psutil
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from pitstop.broker import (
-    KAFKA_VERSION,
-    BrokerError,
-    BrokerHandle,
-    broker_status,
-    list_topics,
-    read_broker_pid,
-    recreate_topics,
-    start_broker,
-    stop_broker,
-)
-from pitstop.config import PitstopConfig
+from broker.errors import BrokerError
+from broker.java import KAFKA_VERSION
+from broker.jvm import BrokerHandle, read_broker_pid
+from broker.process import broker_status, start_broker, stop_broker
+from broker.topics import list_topics, recreate_topics
+from core.config import PitstopConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

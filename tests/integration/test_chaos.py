@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from pitstop.alerts import read_table
-from pitstop.config import PitstopConfig
-from pitstop.demo import end_offsets
+from apps.demo import end_offsets
+from core.config import PitstopConfig
+from core.lake import read_table
 from streaming.progress import caught_up
 from streaming.submit import config_environment, spark_submit_command
 from tests.integration.test_stream_e2e import stream_config, topic_keys
@@ -153,7 +153,7 @@ def test_sigkill_five_times_over_100k_readings_loses_and_duplicates_nothing(
 
 
 def test_broker_down_for_30s_mid_run_loses_and_duplicates_nothing(tmp_path, trained_config):
-    from pitstop.broker import start_broker, stop_broker
+    from broker.process import start_broker, stop_broker
     from tests.integration.conftest import free_port
 
     base = trained_config
@@ -162,7 +162,7 @@ def test_broker_down_for_30s_mid_run_loses_and_duplicates_nothing(tmp_path, trai
     broker = start_broker(base, data_dir=data_dir, **ports)
     job = None
     try:
-        from pitstop.broker import ensure_topics
+        from broker.topics import ensure_topics
 
         names = {"telemetry": "chaos-telemetry", "notes": "chaos-notes", "alerts": "chaos-alerts"}
         ensure_topics(

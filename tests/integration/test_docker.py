@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pitstop.config import load_config
+from core.config import load_config
 from streaming.jars import SPARK_PACKAGES
 
 REPO = Path(__file__).resolve().parents[2]

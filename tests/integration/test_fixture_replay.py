@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pitstop.alerts import read_table
+from core.lake import read_table
 from streaming.replay import run_replay
 
 pytestmark = pytest.mark.integration

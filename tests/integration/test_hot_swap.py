@@ -26,7 +26,7 @@ def produce(bootstrap: str, topic: str, lines: list[bytes]) -> dict[str, dict[in
         # across micro-batches (unkeyed, an older reading can arrive late and be quarantined).
         producer.produce(topic, key=json.loads(line)["battery_id"].encode(), value=line)
     assert producer.flush(30) == 0
-    from pitstop.demo import end_offsets
+    from apps.demo import end_offsets
 
     return end_offsets(bootstrap, topic)
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from confluent_kafka import Producer
 
-from pitstop.alerts import query_alerts
-from pitstop.config import PitstopConfig, TopicsConfig
+from apps.alerts import query_alerts
+from core.config import PitstopConfig, TopicsConfig
 from simulator.notes import generate_notes
 from streaming import tables
 from streaming.model_refs import ModelUnavailableError
@@ -71,10 +71,10 @@ def test_job_refuses_to_start_without_a_champion(spark, notes_config) -> None:
 def test_notes_stream_alerts_non_compliant_notes_and_quarantines_bad_ones(
     spark, notes_config, kafka_bootstrap
 ) -> None:
-    from models.train_compliance import train_compliance
+    from apps.training_data import train_compliance_on_simulated_notes
 
     cfg = notes_config
-    trained = train_compliance(
+    trained = train_compliance_on_simulated_notes(
         cfg, epochs=3, seed=0, train_size=10_000, val_size=500, holdout_size=1_000
     )
     assert trained.promoted

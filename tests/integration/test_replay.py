@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from confluent_kafka import Producer
 
-from pitstop.alerts import read_table
+from core.lake import read_table
 from streaming.battery.flow import build_job, start_battery_query
 from streaming.replay import run_batch_score, run_replay
 from tests.integration.test_stream_e2e import stream_config

@@ -1,6 +1,6 @@
 """`pitstop serve`: start the endpoint on a free port, score, send bad requests, stop it.
 
-The server runs as its own process (`python -m models.serve_cli`), pointed at a temporary
+The server runs as its own process (`python -m apps.commands.serve`), pointed at a temporary
 MLflow store through PITSTOP__ environment variables, exactly as a user would run it.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pitstop.config import PitstopConfig
+from core.config import PitstopConfig
 from tests.conftest import make_test_config
 from tests.integration.conftest import free_port
 
@@ -71,7 +71,7 @@ def serving(cfg: PitstopConfig, log_path: Path, *args: str) -> Iterator[Endpoint
     }
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "models.serve_cli", "--port", str(port), *args],
+            [sys.executable, "-m", "apps.commands.serve", "--port", str(port), *args],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -184,10 +184,12 @@ def test_missing_or_unknown_content_type_is_415(forecaster: Endpoint, content_ty
 
 
 def test_compliance_model_is_servable_the_same_way(tmp_path: Path) -> None:
-    from models.train_compliance import train_compliance
+    from apps.training_data import train_compliance_on_simulated_notes
 
     cfg = make_test_config(tmp_path)
-    train_compliance(cfg, seed=0, train_size=200, val_size=100, holdout_size=400, epochs=1)
+    train_compliance_on_simulated_notes(
+        cfg, seed=0, train_size=200, val_size=100, holdout_size=400, epochs=1
+    )
     with serving(cfg, tmp_path / "compliance.log", "--model", "component-compliance") as api:
         notes = ["mfd 1993 cast iron water pump, cond. fair", "Steel bracket, 2010, good"]
         status, body = api.post(json.dumps({"dataframe_records": [{"text": t} for t in notes]}))
@@ -199,7 +201,7 @@ def test_compliance_model_is_servable_the_same_way(tmp_path: Path) -> None:
 
 def test_unknown_model_is_one_sentence(trained_config: PitstopConfig) -> None:
     env = {**os.environ, "PITSTOP__MLFLOW__TRACKING_URI": trained_config.mlflow.tracking_uri}
-    command = [sys.executable, "-m", "models.serve_cli", "--model", "no-such-model"]
+    command = [sys.executable, "-m", "apps.commands.serve", "--model", "no-such-model"]
     done = subprocess.run(
         [*command, "--port", str(free_port())],
         check=False,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from pitstop.broker import start_broker, stop_broker
-from pitstop.config import PitstopConfig
+from broker.process import start_broker, stop_broker
+from core.config import PitstopConfig
 from simulator.errors import SimulatorError
 from simulator.run import run_simulation
 from tests.integration.conftest import free_port

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from pitstop.alerts import read_table
+from core.lake import read_table
 from streaming.battery.flow import (
     battery_query,
     build_job,

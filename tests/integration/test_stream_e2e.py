@@ -6,7 +6,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from pyspark.sql import functions as F
 
-from pitstop.config import PitstopConfig, TopicsConfig
+from core.config import PitstopConfig, TopicsConfig
 from streaming import tables
 from streaming.battery.flow import build_job, start_battery_query
 from tests.conftest import make_test_config

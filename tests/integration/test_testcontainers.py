@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from pitstop.config import PitstopConfig, load_config
+from core.config import PitstopConfig, load_config
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -202,8 +202,9 @@ def _receive_events(connection_string: str, topic: str, run_id: str, expected: i
 def test_simulator_kafka_sink_round_trips_through_kafka(kafka_bootstrap: str) -> None:
     from confluent_kafka import Consumer  # noqa: PLC0415
 
-    from pitstop.broker import ensure_topics  # noqa: PLC0415
-    from simulator.sinks.kafka import KafkaSink, producer_config  # noqa: PLC0415
+    from broker.topics import ensure_topics
+    from core.kafka_clients import producer_config  # noqa: PLC0415
+    from simulator.sinks.kafka import KafkaSink  # noqa: PLC0415
 
     run_id = uuid.uuid4().hex[:8]
     topic = f"tc-telemetry-{run_id}"
@@ -275,7 +276,8 @@ def test_job_kafka_source_reads_the_emulator_kafka_endpoint(
     monkeypatch: pytest.MonkeyPatch,
     request: pytest.FixtureRequest,
 ) -> None:
-    from simulator.sinks.kafka import KafkaSink, producer_config  # noqa: PLC0415
+    from core.kafka_clients import producer_config  # noqa: PLC0415
+    from simulator.sinks.kafka import KafkaSink  # noqa: PLC0415
     from streaming.sources import kafka_options  # noqa: PLC0415
 
     cfg = _emulator_config(eventhubs_emulator, monkeypatch)

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.automl import (
+from apps.training_data import simulated_readings
+from models.forecasting.automl import (
     DONE,
     FAILED,
     SKIPPED,
@@ -19,10 +20,9 @@ from models.automl import (
     prepare_readings,
     run_sweep,
 )
-from models.candidates import Candidate, FitRequest
-from models.cv import rolling_origin_folds
-from models.data import simulated_readings
-from models.pyfunc import ForecastPythonModel
+from models.forecasting.candidates import Candidate, FitRequest
+from models.forecasting.cv import rolling_origin_folds
+from models.forecasting.pyfunc import ForecastPythonModel
 
 pytestmark = pytest.mark.unit
 

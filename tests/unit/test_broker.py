@@ -13,22 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from pitstop import broker
-from pitstop.broker import (
-    BrokerError,
-    broker_status,
-    ensure_broker_jars,
-    new_cluster_id,
-    parse_java_major,
-    port_holder,
-    read_broker_pid,
-    render_log4j2_config,
-    render_server_properties,
-    start_broker,
-    stop_broker,
-    wait_for_kafka,
-)
-from pitstop.config import PitstopConfig, load_config
+from broker import jars
+from broker.errors import BrokerError
+from broker.jars import ensure_broker_jars
+from broker.java import parse_java_major
+from broker.jvm import port_holder, read_broker_pid
+from broker.process import broker_status, start_broker, stop_broker
+from broker.properties import new_cluster_id, render_log4j2_config, render_server_properties
+from broker.topics import wait_for_kafka
+from core.config import PitstopConfig, load_config
 
 pytestmark = pytest.mark.unit
 
@@ -207,9 +200,9 @@ def test_status_of_a_stopped_broker_reads_its_ports(cfg: PitstopConfig, tmp_path
 
 
 def _hide_tools(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
-    real_which = broker.shutil.which
+    real_which = jars.shutil.which
     monkeypatch.setattr(
-        broker.shutil, "which", lambda name, *a, **k: None if name in names else real_which(name)
+        jars.shutil, "which", lambda name, *a, **k: None if name in names else real_which(name)
     )
 
 
@@ -247,9 +240,9 @@ def test_failing_maven_reports_its_error_line(
         tmp_path / "mvn",
         "#!/bin/sh\necho '[ERROR] Could not resolve dependencies for project io.pitstop'\nexit 1\n",
     )
-    real_which = broker.shutil.which
+    real_which = jars.shutil.which
     monkeypatch.setattr(
-        broker.shutil,
+        jars.shutil,
         "which",
         lambda name, *a, **k: str(fake_mvn) if name == "mvn" else real_which(name),
     )
@@ -265,8 +258,8 @@ def test_resolved_jars_are_not_resolved_again(
 ) -> None:
     lib = tmp_path / "home" / "broker" / "lib"
     lib.mkdir(parents=True)
-    (lib / f"kafka_2.13-{broker.KAFKA_VERSION}.jar").write_bytes(b"")
-    digest = hashlib.sha256(broker.POM_PATH.read_bytes()).hexdigest()
+    (lib / f"kafka_2.13-{jars.KAFKA_VERSION}.jar").write_bytes(b"")
+    digest = hashlib.sha256(jars.POM_PATH.read_bytes()).hexdigest()
     (lib / ".pitstop-resolved").write_text(digest + "\n")
     _hide_tools(monkeypatch, "mvn")  # any attempt to resolve would fail
 
@@ -278,7 +271,7 @@ def test_a_changed_pom_triggers_a_new_resolve(
 ) -> None:
     lib = tmp_path / "home" / "broker" / "lib"
     lib.mkdir(parents=True)
-    (lib / f"kafka_2.13-{broker.KAFKA_VERSION}.jar").write_bytes(b"")
+    (lib / f"kafka_2.13-{jars.KAFKA_VERSION}.jar").write_bytes(b"")
     (lib / ".pitstop-resolved").write_text("hash-of-an-older-pom\n")
     _hide_tools(monkeypatch, "mvn")
 
@@ -303,8 +296,8 @@ def _fake_kafka(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broker_body: st
     monkeypatch.setenv("JAVA_HOME", str(java_home))
     lib = tmp_path / "home" / "broker" / "lib"
     lib.mkdir(parents=True)
-    (lib / f"kafka_2.13-{broker.KAFKA_VERSION}.jar").write_bytes(b"")
-    digest = hashlib.sha256(broker.POM_PATH.read_bytes()).hexdigest()
+    (lib / f"kafka_2.13-{jars.KAFKA_VERSION}.jar").write_bytes(b"")
+    digest = hashlib.sha256(jars.POM_PATH.read_bytes()).hexdigest()
     (lib / ".pitstop-resolved").write_text(digest + "\n")
 
 

@@ -6,15 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.candidates import (
+from apps.training_data import simulated_readings
+from models.forecasting.candidates import (
     CandidateError,
     FitRequest,
     StatsForecastModel,
     default_candidates,
     select_candidates,
 )
-from models.data import simulated_readings
-from models.pyfunc import ForecastPythonModel, forecast_input_example
+from models.forecasting.pyfunc import ForecastPythonModel, forecast_input_example
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from models.compliance import (
+from models.compliance.batch import classify_lines
+from models.compliance.classifier import (
     MAX_NOTE_TEXT_BYTES,
     NUM,
     NUM_FEATURES,
@@ -27,8 +28,7 @@ from models.compliance import (
     save_classifier,
     tokenize,
 )
-from models.compliance_cli import classify_lines
-from models.compliance_pyfunc import ComplianceInputError, note_texts
+from models.compliance.pyfunc import ComplianceInputError, note_texts
 
 pytestmark = pytest.mark.unit
 

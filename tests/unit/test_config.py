@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pitstop.config import ConfigError, load_config
+from core.config import ConfigError, load_config
 
 pytestmark = pytest.mark.unit
 

@@ -6,8 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.cv import CvError, model_inputs, rolling_origin_folds, score_fold, score_forecaster
-from models.features import MODEL_INPUT_COLUMNS
+from models.forecasting.cv import (
+    CvError,
+    model_inputs,
+    rolling_origin_folds,
+    score_fold,
+    score_forecaster,
+)
+from models.forecasting.features import MODEL_INPUT_COLUMNS
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.features import (
+from core.contract import HEALTH_SIGNALS
+from models.forecasting.features import (
     HEALTH_COLUMNS,
     HEALTH_HISTORY_COLUMNS,
     MODEL_INPUT_COLUMNS,
@@ -19,7 +20,6 @@ from models.features import (
     health_channels,
     model_input_columns,
 )
-from pitstop.contract import HEALTH_SIGNALS
 
 pytestmark = pytest.mark.unit
 
@@ -168,7 +168,7 @@ def test_health_channels_need_the_signal_on_half_the_readings() -> None:
 
 
 def test_health_columns_are_the_contracts_optional_signals() -> None:
-    from models import explain
+    from models.reporting import explain
 
     assert (
         HEALTH_COLUMNS

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from models.features import build_training_windows
-from models.lstm import (
+from models.forecasting.features import build_training_windows
+from models.forecasting.lstm import (
     DEFAULT_BASELINE,
     CycleLstm,
     LstmError,

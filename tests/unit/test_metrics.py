@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.metrics import (
+from models.forecasting.metrics import (
     MetricError,
     alert_quality,
     evaluate_holdout,

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.model_card import (
+from models.reporting.model_card import (
     CARD_FILE,
     DEFAULT_LIMITS,
     DESCRIPTION_LIMIT,

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from pitstop.validation import check_note
+from core.validation import check_note
 from simulator.notes import (
     BAD_CONDITIONS,
     BAD_MATERIALS,

@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.candidates import FitRequest, TrainedLstm, lstm_candidate, select_candidates
-from models.data import simulated_readings
-from models.features import (
+from apps.training_data import simulated_readings
+from models.forecasting.candidates import FitRequest, TrainedLstm, lstm_candidate, select_candidates
+from models.forecasting.features import (
     HEALTH_HISTORY_COLUMNS,
     MODEL_INPUT_COLUMNS,
     build_history_windows,
 )
-from models.lstm import save_lstm
-from models.pyfunc import (
+from models.forecasting.lstm import save_lstm
+from models.forecasting.pyfunc import (
     LSTM_ARTIFACT,
     Forecaster,
     ForecastInputError,
@@ -157,7 +157,7 @@ def test_logged_lstm_class_reads_its_channels_and_warns_once_without_them(
     assert np.allclose(logged.predict(None, rows), with_health.predict(None, rows))
     forecaster = Forecaster("rnn", "1", "runs:/x/model", logged)
     bare = rows[list(MODEL_INPUT_COLUMNS)]
-    with caplog.at_level(logging.WARNING, logger="models.pyfunc"):
+    with caplog.at_level(logging.WARNING, logger="models.forecasting.pyfunc"):
         first = forecaster.predict(bare)
         second = forecaster.predict(bare)
     assert np.allclose(first, second) and np.allclose(first, with_health.predict(None, bare))

@@ -159,7 +159,7 @@ def test_bad_params_are_rejected(kwargs) -> None:
 
 def test_cycle_arithmetic_alerts_worn_failures_well() -> None:
     """A trailing-mean forecast catches worn batteries: the use is forecastable by design."""
-    from models.metrics import alert_quality  # noqa: PLC0415 - the project's own alert metric
+    from models.forecasting.metrics import alert_quality  # noqa: PLC0415 - the project's own alert metric
 
     readings, failures = _frame(FleetParams(400, START, seed=11, failure_rate=0.0), 240)
     readings["date"] = pd.to_datetime(readings["date"])

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from pitstop.validation import check_note, check_telemetry
+from core.validation import check_note, check_telemetry
 from simulator.fleet import Fleet, FleetParams
 from simulator.messages import encode_notes, encode_telemetry, split_note
 

@@ -11,7 +11,7 @@ import types
 import pandas as pd
 import pytest
 
-from pitstop.config import load_config
+from core.config import load_config
 from simulator.errors import SimulatorError
 from simulator.run import run_simulation
 from simulator.sinks.base import CountingSink

@@ -14,8 +14,9 @@ import random
 import pandas as pd
 import pytest
 
-from pitstop.config import KafkaConfig, load_config
-from pitstop.contract import read_lab_csv
+from core.config import KafkaConfig, load_config
+from core.contract import read_lab_csv
+from core.kafka_clients import producer_config
 from simulator.errors import SimulatorError, redact
 from simulator.messages import MessageBatch
 from simulator.sinks import make_sink
@@ -28,7 +29,6 @@ from simulator.sinks.iothub import (
     derive_device_key,
     read_device_map,
 )
-from simulator.sinks.kafka import producer_config
 from simulator.sinks.retry import backoff_delays, retry_call
 
 pytestmark = pytest.mark.unit

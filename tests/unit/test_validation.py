@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from pitstop.contract import MAX_MESSAGE_BYTES
-from pitstop.validation import check_note, check_telemetry
+from core.contract import MAX_MESSAGE_BYTES
+from core.validation import check_note, check_telemetry
 
 pytestmark = pytest.mark.unit
 

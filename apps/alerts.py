@@ -1,0 +1,178 @@
+"""The alert commands' work: query the alert tables, render them, acknowledge an alert.
+
+No JVM: reads and the acknowledgement go through delta-rs (`core.lake`), so `pitstop alerts`
+answers in about a second. SQL users keep Spark SQL on the very same Delta tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+from typing import Any, Literal
+
+import pandas as pd
+
+from core.config import PitstopConfig
+from core.errors import PitstopError
+from core.lake import on_commit_conflict, open_table, read_table
+
+Kind = Literal["battery", "compliance"]
+Format = Literal["table", "csv", "json"]
+
+_TABLES = {"battery": "battery_alerts", "compliance": "compliance_alerts"}
+
+
+def table_rows(frame: pd.DataFrame, kind: Kind) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells of the compact human-readable table (CSV/JSON keep every column)."""
+    if kind == "battery":
+        headers = ["battery", "car", "status", "alert date", "fails by", "days", "cycles", "model"]
+        rows = [
+            [
+                str(r.battery_id),
+                str(r.car_id),
+                str(r.status),
+                _day(r.alert_date),
+                _day(r.predicted_failure_date),
+                "" if pd.isna(r.days_to_failure) else str(int(r.days_to_failure)),
+                f"{r.lifetime_cycles_used:.0f}/{r.battery_rated_cycles:.0f}",
+                f"{r.model_name} v{r.model_version}",
+            ]
+            for r in frame.itertuples(index=False)
+        ]
+    else:
+        headers = ["car", "note", "component", "p(non-compliant)", "model", "text"]
+        rows = [
+            [
+                str(r.car_id),
+                str(r.note_id),
+                str(r.component),
+                f"{r.probability:.3f}",
+                f"{r.model_name} v{r.model_version}",
+                str(r.text),
+            ]
+            for r in frame.itertuples(index=False)
+        ]
+    return headers, rows
+
+
+def _day(value) -> str:
+    return "" if value is None or pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d")
+
+
+class AlertsError(PitstopError):
+    """The alert table cannot be read."""
+
+
+def query_alerts(
+    cfg: PitstopConfig,
+    kind: Kind = "battery",
+    since: dt.date | None = None,
+    battery_id: str | None = None,
+    car_id: str | None = None,
+    include_closed: bool = False,
+) -> pd.DataFrame:
+    """Alerts of `kind`, newest first, filtered by date, battery or car.
+
+    The filters go to delta-rs, which skips the files that cannot match.
+    """
+    frame = read_table(
+        cfg,
+        _TABLES[kind],
+        filters=alert_filters(kind, since, battery_id, car_id, include_closed) or None,
+    )
+    if frame.empty:
+        return frame
+    order = ["alert_date", "battery_id"] if kind == "battery" else ["written_at", "note_id"]
+    return frame.sort_values(order, ascending=[False, True]).reset_index(drop=True)
+
+
+def alert_filters(
+    kind: Kind,
+    since: dt.date | None = None,
+    battery_id: str | None = None,
+    car_id: str | None = None,
+    include_closed: bool = False,
+) -> list[tuple[str, str, Any]]:
+    """The delta-rs filters (ANDed) that select the alerts `query_alerts` was asked for."""
+    filters: list[tuple[str, str, Any]] = []
+    if kind == "battery":
+        if not include_closed:
+            filters.append(("status", "=", "open"))
+        if since is not None:
+            filters.append(("alert_date", ">=", since))
+        if battery_id is not None:
+            filters.append(("battery_id", "=", battery_id))
+    elif since is not None:
+        # written_at is a UTC timestamp: a note written on `since` or later, UTC.
+        midnight = dt.datetime.combine(since, dt.time(), tzinfo=dt.timezone.utc)
+        filters.append(("written_at", ">=", midnight))
+    if car_id is not None:
+        filters.append(("car_id", "=", car_id))
+    return filters
+
+
+def format_alerts(frame: pd.DataFrame, kind: Kind, fmt: Format) -> str:
+    """Render alerts as CSV or JSON lines (every column); `table` is rendered by the CLI."""
+    if fmt == "csv":
+        buffer = io.StringIO()
+        frame.to_csv(buffer, index=False)
+        return buffer.getvalue()
+    if fmt == "json":
+        return "".join(json.dumps(_jsonable(row)) + "\n" for row in frame.to_dict("records"))
+    raise ValueError(f"format_alerts renders csv or json, not {fmt!r}")
+
+
+def _jsonable(row: dict) -> dict:
+    out = {}
+    for key, value in row.items():
+        if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
+            out[key] = None
+        elif isinstance(value, (dt.date, dt.datetime, pd.Timestamp)):
+            out[key] = value.isoformat()
+        elif hasattr(value, "item"):
+            out[key] = value.item()
+        else:
+            out[key] = value
+    return out
+
+
+def acknowledge_alert(cfg: PitstopConfig, alert_id: str, by: str | None = None) -> int:
+    """Close an open battery alert because an operator acknowledged it; returns rows changed.
+
+    Uses delta-rs (no JVM). A concurrent commit by the streaming job is retried; the job's
+    own MERGE retries the same way, so neither loses the other's change.
+    """
+    from deltalake.exceptions import CommitFailedError
+
+    if not re.fullmatch(r"[0-9a-f]{16}", alert_id):
+        raise AlertsError(
+            f"'{alert_id}' is not an alert id (16 hex characters, see --format json)."
+        )
+    location = cfg.storage.table(_TABLES["battery"])
+    reason = "acknowledged" + (f" by {by}" if by else "")
+
+    @on_commit_conflict
+    def close() -> int:
+        table = open_table(location)
+        if table is None:
+            raise AlertsError(f"No battery alert table at {location} yet.")
+        now = dt.datetime.now(dt.timezone.utc)
+        result = table.update(
+            predicate=f"alert_id = '{alert_id}' AND status = 'open'",
+            new_values={
+                "status": "acknowledged",
+                "close_reason": reason,
+                "closed_at": now,
+                "updated_at": now,
+            },
+        )
+        return int(result.get("num_updated_rows", 0))
+
+    try:
+        return close()
+    except CommitFailedError:
+        raise AlertsError(
+            f"Could not acknowledge {alert_id}: the table kept changing; try again."
+        ) from None

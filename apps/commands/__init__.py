@@ -1,0 +1,1 @@
+"""Command functions of the `pitstop` CLI, one module per group; `apps.cli` registers them."""

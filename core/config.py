@@ -1,0 +1,311 @@
+"""Layered, validated configuration: conf/base -> conf/<env> -> PITSTOP__* environment variables.
+
+Every section is a strict pydantic model (unknown keys are errors). A failure names the
+file or environment variable that set the offending key. Secrets are never stored in
+the files: the config names the environment variable that holds them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from core.errors import PitstopError
+
+CONFIG_FILE = "pitstop.yaml"
+ENV_PREFIX = "PITSTOP__"
+ENV_NAME_VAR = "PITSTOP_ENV"
+CONF_DIR_VAR = "PITSTOP_CONF_DIR"
+
+
+class ConfigError(PitstopError, ValueError):
+    """Configuration could not be loaded; the message names the file and key to fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TopicsConfig(_Strict):
+    telemetry: str = "battery-telemetry"
+    notes: str = "component-notes"
+    alerts: str = "vehicle-alerts"
+
+
+class KafkaConfig(_Strict):
+    bootstrap_servers: str
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN"] | None = None
+    connection_string_env: str | None = None
+    # Databricks shades Kafka: there the class is prefixed with `kafkashaded.`.
+    login_module: str = "org.apache.kafka.common.security.plain.PlainLoginModule"
+    topics: TopicsConfig = TopicsConfig()
+    client_options: dict[str, str] = Field(default_factory=dict)
+
+    def connection_string(self) -> SecretStr | None:
+        """The Event Hubs connection string from the environment, if one is configured."""
+        if self.connection_string_env is None:
+            return None
+        value = os.environ.get(self.connection_string_env, "").strip()
+        if not value:
+            raise ConfigError(
+                f"kafka.connection_string_env names {self.connection_string_env}, "
+                "but that environment variable is not set; export it with the Event Hubs "
+                "connection string."
+            )
+        if not value.startswith("Endpoint=sb://") or "SharedAccessKey" not in value:
+            raise ConfigError(
+                f"The value of {self.connection_string_env} is not an Event Hubs connection "
+                "string (expected 'Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=...')."
+            )
+        return SecretStr(value)
+
+
+class BrokerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(9092, ge=1, le=65535)
+    controller_port: int = Field(9094, ge=1, le=65535)
+    partitions: dict[str, int] = Field(default_factory=dict)
+    start_timeout_s: float = Field(90, gt=0)
+
+    @field_validator("partitions")
+    @classmethod
+    def _positive_partitions(cls, value: dict[str, int]) -> dict[str, int]:
+        for topic, count in value.items():
+            if count < 1:
+                raise ValueError(f"topic {topic!r} needs at least 1 partition, got {count}")
+        return value
+
+
+class SparkConfig(_Strict):
+    master: str | None = "local[2]"
+    app_name: str = "pitstop"
+    shuffle_partitions: int = Field(2, ge=1)
+    arrow_batch_size: int = Field(1000, ge=1)
+    driver_memory: str = "2g"
+    ui_enabled: bool = False
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class StorageConfig(_Strict):
+    lake: str
+    checkpoints: str
+
+    def table(self, name: str) -> str:
+        """Location of the Delta table `name`."""
+        return f"{self.lake.rstrip('/')}/{name}"
+
+    def checkpoint(self, query: str) -> str:
+        """Checkpoint location of the streaming query `query`."""
+        return f"{self.checkpoints.rstrip('/')}/{query}"
+
+
+class StreamConfig(_Strict):
+    query_name: str = "battery-telemetry"
+    trigger_seconds: float = Field(2.0, gt=0)
+    max_offsets_per_trigger: int | None = Field(200_000, ge=1)
+    starting_offsets: Literal["earliest", "latest"] = "earliest"
+    min_partitions: int | None = Field(None, ge=1)
+    fail_on_data_loss: bool = True
+    # A reading more than this many days before its battery's latest stored reading is late.
+    late_after_days: int = Field(14, ge=0)
+    publish_alerts: bool = True  # publish alert openings to kafka.topics.alerts
+    score_notes: bool = True  # also run the component-notes query
+    # A battery with no new reading for this long leaves the stream's state (its history,
+    # and so its next reading counts as the first of a battery new to the stream).
+    state_ttl_days: float = Field(90, gt=0)
+
+
+class ForecastConfig(_Strict):
+    window_days: int = Field(60, ge=1)
+    horizon_days: int = Field(30, ge=1)
+    alert_within_days: int = Field(30, ge=1)
+    alert_margin_days: int = Field(3, ge=0)
+    model: str = "battery-cycles-rnn"
+    shadow_models: list[str] = Field(default_factory=list)
+
+
+class ModelNames(_Strict):
+    rnn: str = "battery-cycles-rnn"
+    automl: str = "battery-cycles-automl"
+    compliance: str = "component-compliance"
+
+
+class MlflowConfig(_Strict):
+    tracking_uri: str
+    registry_uri: str | None = None
+    artifact_root: str | None = None
+    experiment: str = "pitstop"
+    alias: str = "champion"
+    # How often the stream asks the registry where the alias points (0: every micro-batch).
+    alias_refresh_seconds: float = Field(10, ge=0)
+    models: ModelNames = ModelNames()
+
+
+class SimulatorConfig(_Strict):
+    batteries: int = Field(200, ge=1)
+    days: int = Field(400, ge=1)
+    start_date: str = "2024-01-01"
+    seed: int = 7
+    output: str = ".pitstop/simulator"
+
+
+class PitstopConfig(_Strict):
+    """The whole configuration of one environment."""
+
+    env: str = "local"
+    root: str = "."
+    home: str = ".pitstop"
+    kafka: KafkaConfig
+    broker: BrokerConfig = BrokerConfig()
+    spark: SparkConfig = SparkConfig()
+    storage: StorageConfig
+    stream: StreamConfig = StreamConfig()
+    forecast: ForecastConfig = ForecastConfig()
+    mlflow: MlflowConfig
+    simulator: SimulatorConfig = SimulatorConfig()
+
+    def path(self, relative: str) -> Path:
+        """A local path from the config, resolved against the project root."""
+        candidate = Path(relative)
+        return candidate if candidate.is_absolute() else Path(self.root) / candidate
+
+
+# Keys whose values are local paths or URIs with a relative local part; resolved against
+# the project root so spark-submit and the CLI agree whatever the working directory.
+_PATH_KEYS = (
+    ("home",),
+    ("storage", "lake"),
+    ("storage", "checkpoints"),
+    ("mlflow", "artifact_root"),
+    ("simulator", "output"),
+)
+
+
+def find_conf_dir(start: Path | None = None) -> Path:
+    """The conf/ folder: $PITSTOP_CONF_DIR, else the nearest conf/base above `start`."""
+    explicit = os.environ.get(CONF_DIR_VAR)
+    if explicit:
+        conf = Path(explicit).expanduser().resolve()
+        if not (conf / "base" / CONFIG_FILE).is_file():
+            raise ConfigError(f"{CONF_DIR_VAR}={explicit} has no base/{CONFIG_FILE}.")
+        return conf
+    anchors = [Path(start or Path.cwd()).resolve(), Path(__file__).resolve().parent]
+    for anchor in anchors:
+        for folder in (anchor, *anchor.parents):
+            if (folder / "conf" / "base" / CONFIG_FILE).is_file():
+                return folder / "conf"
+    raise ConfigError(
+        f"No conf/base/{CONFIG_FILE} found above {anchors[0]}; run from the Pitstop checkout "
+        f"or set {CONF_DIR_VAR}."
+    )
+
+
+def load_config(env: str | None = None, conf_dir: Path | None = None) -> PitstopConfig:
+    """Load and validate the configuration of `env` (default $PITSTOP_ENV, else `local`)."""
+    env = env or os.environ.get(ENV_NAME_VAR) or "local"
+    conf_dir = conf_dir or find_conf_dir()
+    merged: dict[str, Any] = {}
+    origins: dict[tuple[str, ...], str] = {}
+    for layer in (conf_dir / "base" / CONFIG_FILE, conf_dir / env / CONFIG_FILE):
+        if layer == conf_dir / env / CONFIG_FILE and not layer.parent.is_dir():
+            known = sorted(p.name for p in conf_dir.iterdir() if (p / CONFIG_FILE).is_file())
+            raise ConfigError(f"Unknown environment {env!r}: choose one of {', '.join(known)}.")
+        if layer.is_file():
+            _deep_merge(merged, _read_yaml(layer), origins, str(layer), ())
+    _deep_merge(merged, _env_overrides(), origins, "", ())
+    root = conf_dir.parent
+    merged["env"] = env
+    merged["root"] = str(root)
+    _resolve_paths(merged, root)
+    try:
+        return PitstopConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origins)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, not {type(data).__name__}.")
+    return data
+
+
+def _env_overrides() -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for name, raw in os.environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
+        node = overrides
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    return overrides
+
+
+def _deep_merge(
+    into: dict[str, Any],
+    layer: dict[str, Any],
+    origins: dict[tuple[str, ...], str],
+    source: str,
+    prefix: tuple[str, ...],
+) -> None:
+    for key, value in layer.items():
+        path = (*prefix, str(key))
+        origins[path] = source or "PITSTOP__" + "__".join(p.upper() for p in path)
+        if isinstance(value, dict):
+            if not isinstance(into.get(key), dict):
+                into[key] = {}
+            _deep_merge(into[key], value, origins, source, path)
+        else:
+            into[key] = value
+
+
+def _resolve_paths(merged: dict[str, Any], root: Path) -> None:
+    for keys in _PATH_KEYS:
+        node = merged
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        value = node.get(keys[-1])
+        if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
+            node[keys[-1]] = str((root / value).resolve())
+    mlflow = merged.get("mlflow")
+    if isinstance(mlflow, dict):
+        for key in ("tracking_uri", "registry_uri"):
+            uri = mlflow.get(key)
+            if (
+                isinstance(uri, str)
+                and uri.startswith("sqlite:///")
+                and not uri.startswith("sqlite:////")
+            ):
+                mlflow[key] = "sqlite:///" + str((root / uri[len("sqlite:///") :]).resolve())
+
+
+def _describe(exc: ValidationError, origins: dict[tuple[str, ...], str]) -> str:
+    problems = []
+    for error in exc.errors():
+        path = tuple(str(p) for p in error["loc"])
+        source = next(
+            (origins[path[:i]] for i in range(len(path), 0, -1) if path[:i] in origins),
+            "the configuration",
+        )
+        key = ".".join(path)
+        if error["type"] == "extra_forbidden":
+            problems.append(f"{source}: unknown key '{key}'")
+        elif error["type"] == "missing":
+            problems.append(f"{source}: required key '{key}' is missing")
+        else:
+            problems.append(f"{source}: '{key}' {error['msg']}")
+    return "Invalid configuration — " + "; ".join(problems) + "."

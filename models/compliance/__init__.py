@@ -1,0 +1,1 @@
+"""Component compliance: the note text classifier and its pyfunc."""

@@ -1,0 +1,1 @@
+"""Battery forecasting: window features, the LSTM, AutoML candidates, CV, metrics, the pyfunc."""

@@ -1,0 +1,1 @@
+"""Reporting: model cards, explanations and plots."""

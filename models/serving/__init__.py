@@ -1,0 +1,1 @@
+"""Serving: a registered model behind MLflow's scoring server."""

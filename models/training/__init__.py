@@ -1,0 +1,1 @@
+"""Training jobs: one template (load, split, fit, evaluate, log, register, promote) and its uses."""
