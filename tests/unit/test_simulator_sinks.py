@@ -29,7 +29,7 @@ from simulator.sinks.iothub import (
     derive_device_key,
     read_device_map,
 )
-from simulator.sinks.retry import backoff_delays, retry_call
+from simulator.sinks.retry import retry_call
 
 pytestmark = pytest.mark.unit
 
@@ -50,9 +50,29 @@ def _batch(n: int, prefix: str = "B") -> MessageBatch:
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:
-    delays = list(backoff_delays(6, base_s=1.0, cap_s=5.0, jitter=0.0))
+    delays: list[float] = []
+    with pytest.raises(OSError):
+        retry_call(
+            _raise,
+            attempts=6,
+            retry_on=(OSError,),
+            base_s=1.0,
+            cap_s=5.0,
+            jitter=0.0,
+            sleep=delays.append,
+        )
     assert delays == [1.0, 2.0, 4.0, 5.0, 5.0]
-    jittered = list(backoff_delays(3, base_s=1.0, jitter=0.2, rng=random.Random(1)))
+    jittered: list[float] = []
+    with pytest.raises(OSError):
+        retry_call(
+            _raise,
+            attempts=3,
+            retry_on=(OSError,),
+            base_s=1.0,
+            jitter=0.2,
+            sleep=jittered.append,
+            rng=random.Random(1),
+        )
     assert all(0.8 <= d / b <= 1.2 for d, b in zip(jittered, [1.0, 2.0], strict=True))
 
 
