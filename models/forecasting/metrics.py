@@ -1,8 +1,10 @@
 """Forecast accuracy metrics and the quality of the 30-day failure alert they lead to.
 
 Shared by the LSTM trainer, the AutoML sweep and the benchmarks so every model is scored
-the same way. Array metrics ignore positions where the actual value is NaN (a day with
-no reading), so callers can pass a ragged horizon padded with NaN.
+the same way. RMSE, MAE and sMAPE are utilsforecast's losses over all scored days pooled;
+MASE scales MAE by the seasonal naive error pooled over the fleet's series. Array metrics
+ignore positions where the actual value is NaN (a day with no reading), so callers can pass
+a ragged horizon padded with NaN.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
+from utilsforecast import losses
 
 from core.errors import PitstopError
 from models.forecasting.features import build_history_windows, model_input_columns
@@ -31,10 +34,20 @@ def _pairs(actual: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.nd
     return actual[keep], predicted[keep]
 
 
+def _scored(actual: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
+    """Pairs with an actual value as one series in utilsforecast's long format, so its
+    per-series losses are pooled over every battery and day."""
+    a, p = _pairs(actual, predicted)
+    return pd.DataFrame({"unique_id": 0, "y": a, "forecast": p})
+
+
+def _loss(loss: Callable[..., pd.DataFrame], scored: pd.DataFrame) -> float:
+    return float(loss(scored, models=["forecast"])["forecast"].iloc[0])
+
+
 def rmse(actual: np.ndarray, predicted: np.ndarray) -> float:
     """Root mean squared error."""
-    a, p = _pairs(actual, predicted)
-    return float(np.sqrt(np.mean((a - p) ** 2)))
+    return _loss(losses.rmse, _scored(actual, predicted))
 
 
 def nrmse(actual: np.ndarray, predicted: np.ndarray) -> float:
@@ -49,16 +62,16 @@ def nrmse(actual: np.ndarray, predicted: np.ndarray) -> float:
 
 def mae(actual: np.ndarray, predicted: np.ndarray) -> float:
     """Mean absolute error."""
-    a, p = _pairs(actual, predicted)
-    return float(np.mean(np.abs(a - p)))
+    return _loss(losses.mae, _scored(actual, predicted))
 
 
 def smape(actual: np.ndarray, predicted: np.ndarray) -> float:
-    """Symmetric MAPE in percent (0-200); a day where both are 0 counts as a perfect 0."""
-    a, p = _pairs(actual, predicted)
-    denominator = np.abs(a) + np.abs(p)
-    terms = np.divide(2.0 * np.abs(a - p), denominator, out=np.zeros_like(a), where=denominator > 0)
-    return float(100.0 * np.mean(terms))
+    """Symmetric MAPE in percent (0-200); a day where both are 0 counts as a perfect 0.
+
+    utilsforecast's sMAPE divides by |a| + |p| (0-1); the usual percent form divides by
+    their mean, so it is 200 times that.
+    """
+    return 200.0 * _loss(losses.smape, _scored(actual, predicted))
 
 
 def seasonal_naive_scale(series: Iterable[np.ndarray], season: int = 7) -> float:
@@ -88,14 +101,18 @@ def forecast_metrics(
     actual: np.ndarray, predicted: np.ndarray, naive_scale: float | None = None
 ) -> dict[str, float]:
     """NRMSE, RMSE, MAE, sMAPE and (given the naive scale) MASE in one dict."""
+    scored = _scored(actual, predicted)
+    root = _loss(losses.rmse, scored)
+    spread = float(scored["y"].max() - scored["y"].min())
     metrics = {
-        "nrmse": nrmse(actual, predicted),
-        "rmse": rmse(actual, predicted),
-        "mae": mae(actual, predicted),
-        "smape": smape(actual, predicted),
+        "nrmse": root / spread if spread > 0 else float("nan"),
+        "rmse": root,
+        "mae": _loss(losses.mae, scored),
+        "smape": 200.0 * _loss(losses.smape, scored),
     }
     if naive_scale is not None:
-        metrics["mase"] = mase(actual, predicted, naive_scale)
+        usable = bool(naive_scale) and np.isfinite(naive_scale)
+        metrics["mase"] = metrics["mae"] / naive_scale if usable else float("nan")
     return metrics
 
 
