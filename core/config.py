@@ -1,18 +1,40 @@
 """Layered, validated configuration: conf/base -> conf/<env> -> PITSTOP__* environment variables.
 
-Every section is a strict pydantic model (unknown keys are errors). A failure names the
-file or environment variable that set the offending key. Secrets are never stored in
-the files: the config names the environment variable that holds them.
+pydantic-settings reads the layers (a YAML source per file, an environment source for the
+variables) and merges them, the later layer winning key by key. Every section is a strict
+pydantic model (unknown keys are errors); a failure names the file or environment variable
+that set the offending key. Secrets are never stored in the files: the config names the
+environment variable that holds them.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+from pydantic_settings.exceptions import SettingsError
+from pydantic_settings.sources.utils import parse_env_vars
 
 from core.errors import PitstopError
 
@@ -154,8 +176,17 @@ class SimulatorConfig(_Strict):
     output: str = ".pitstop/simulator"
 
 
-class PitstopConfig(_Strict):
-    """The whole configuration of one environment."""
+class PitstopConfig(BaseSettings):
+    """The whole configuration of one environment (`load_config` builds it)."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        env_parse_none_str="null",
+    )
 
     env: str = "local"
     root: str = "."
@@ -169,14 +200,22 @@ class PitstopConfig(_Strict):
     mlflow: MlflowConfig
     simulator: SimulatorConfig = SimulatorConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_paths(cls, data: Any) -> Any:
+        """Relative local paths (and SQLite URIs) resolve against the project root, so
+        spark-submit and the CLI agree whatever the working directory."""
+        if isinstance(data, dict) and isinstance(data.get("root"), str):
+            _resolve_paths(data, Path(data["root"]))
+        return data
+
     def path(self, relative: str) -> Path:
         """A local path from the config, resolved against the project root."""
         candidate = Path(relative)
         return candidate if candidate.is_absolute() else Path(self.root) / candidate
 
 
-# Keys whose values are local paths or URIs with a relative local part; resolved against
-# the project root so spark-submit and the CLI agree whatever the working directory.
+# Keys whose values are local paths or URIs with a relative local part.
 _PATH_KEYS = (
     ("home",),
     ("storage", "lake"),
@@ -184,6 +223,27 @@ _PATH_KEYS = (
     ("mlflow", "artifact_root"),
     ("simulator", "output"),
 )
+
+
+class _YamlEnvSource(EnvSettingsSource):
+    """PITSTOP__ variables; a structured value (a section, a dict, a list) is read as YAML,
+    of which JSON is a part, as the files are. An empty value means null, as `null` does."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        prefix = self.env_prefix.lower()
+        environ = {
+            name: "null" if value == "" and name.lower().startswith(prefix) else value
+            for name, value in os.environ.items()
+        }
+        return parse_env_vars(
+            environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo | None, value: Any) -> Any:
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"not YAML: {exc}") from None
 
 
 def find_conf_dir(start: Path | None = None) -> Path:
@@ -209,66 +269,49 @@ def load_config(env: str | None = None, conf_dir: Path | None = None) -> Pitstop
     """Load and validate the configuration of `env` (default $PITSTOP_ENV, else `local`)."""
     env = env or os.environ.get(ENV_NAME_VAR) or "local"
     conf_dir = conf_dir or find_conf_dir()
-    merged: dict[str, Any] = {}
-    origins: dict[tuple[str, ...], str] = {}
-    for layer in (conf_dir / "base" / CONFIG_FILE, conf_dir / env / CONFIG_FILE):
-        if layer == conf_dir / env / CONFIG_FILE and not layer.parent.is_dir():
-            known = sorted(p.name for p in conf_dir.iterdir() if (p / CONFIG_FILE).is_file())
-            raise ConfigError(f"Unknown environment {env!r}: choose one of {', '.join(known)}.")
-        if layer.is_file():
-            _deep_merge(merged, _read_yaml(layer), origins, str(layer), ())
-    _deep_merge(merged, _env_overrides(), origins, "", ())
-    root = conf_dir.parent
-    merged["env"] = env
-    merged["root"] = str(root)
-    _resolve_paths(merged, root)
+    overlay = conf_dir / env / CONFIG_FILE
+    if not overlay.parent.is_dir():
+        known = sorted(p.name for p in conf_dir.iterdir() if (p / CONFIG_FILE).is_file())
+        raise ConfigError(f"Unknown environment {env!r}: choose one of {', '.join(known)}.")
+    _reject_unknown_sections()
+    layers: list[tuple[str, PydanticBaseSettingsSource]] = []
     try:
-        return PitstopConfig.model_validate(merged)
+        layers.append(("", _YamlEnvSource(PitstopConfig)))
+    except SettingsError as exc:
+        raise ConfigError(f"Invalid configuration from the environment: {exc}.") from None
+    for path in (overlay, conf_dir / "base" / CONFIG_FILE):
+        if path.is_file():
+            layers.append((str(path), _yaml_source(path)))
+    # Highest priority first: what the loader decides, then variables, then env, then base.
+    loader = InitSettingsSource(PitstopConfig, {"env": env, "root": str(conf_dir.parent)})
+    sources = (loader, *(source for _, source in layers))
+    try:
+        return PitstopConfig(_build_sources=(sources, {}))
+    except SettingsError as exc:
+        raise ConfigError(f"Invalid configuration from the environment: {exc}.") from None
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, origins)) from None
+        raise ConfigError(_describe(exc, layers)) from None
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _reject_unknown_sections() -> None:
+    """The environment source reads only variables of known sections; a misspelt section
+    (PITSTOP__STRAEM__...) is an error here, as a misspelt key inside a section is."""
+    for name in sorted(os.environ):
+        if name.upper().startswith(ENV_PREFIX):
+            section = name[len(ENV_PREFIX) :].split("__")[0].lower()
+            if section not in PitstopConfig.model_fields:
+                raise ConfigError(f"Invalid configuration — {name}: unknown key '{section}'.")
+
+
+def _yaml_source(path: Path) -> YamlConfigSettingsSource:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        source = YamlConfigSettingsSource(PitstopConfig, yaml_file=path, yaml_file_encoding="utf-8")
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of sections, not {type(data).__name__}.")
-    return data
-
-
-def _env_overrides() -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    for name, raw in os.environ.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        keys = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
-        node = overrides
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-        node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
-    return overrides
-
-
-def _deep_merge(
-    into: dict[str, Any],
-    layer: dict[str, Any],
-    origins: dict[tuple[str, ...], str],
-    source: str,
-    prefix: tuple[str, ...],
-) -> None:
-    for key, value in layer.items():
-        path = (*prefix, str(key))
-        origins[path] = source or "PITSTOP__" + "__".join(p.upper() for p in path)
-        if isinstance(value, dict):
-            if not isinstance(into.get(key), dict):
-                into[key] = {}
-            _deep_merge(into[key], value, origins, source, path)
-        else:
-            into[key] = value
+    if not isinstance(source.yaml_data, dict):
+        kind = type(source.yaml_data).__name__
+        raise ConfigError(f"{path} must hold a mapping of sections, not {kind}.")
+    return source
 
 
 def _resolve_paths(merged: dict[str, Any], root: Path) -> None:
@@ -293,14 +336,26 @@ def _resolve_paths(merged: dict[str, Any], root: Path) -> None:
                 mlflow[key] = "sqlite:///" + str((root / uri[len("sqlite:///") :]).resolve())
 
 
-def _describe(exc: ValidationError, origins: dict[tuple[str, ...], str]) -> str:
+def _origin(path: tuple[str, ...], layers: list[tuple[str, PydanticBaseSettingsSource]]) -> str:
+    """The file or variable that set `path` (or the nearest key above it), highest layer first."""
+    for depth in range(len(path), 0, -1):
+        prefix = path[:depth]
+        for name, source in layers:
+            node: Any = source()
+            for key in prefix:
+                node = node.get(key) if isinstance(node, dict) else None
+                if node is None:
+                    break
+            else:
+                return name or ENV_PREFIX + "__".join(p.upper() for p in prefix)
+    return "the configuration"
+
+
+def _describe(exc: ValidationError, layers: list[tuple[str, PydanticBaseSettingsSource]]) -> str:
     problems = []
     for error in exc.errors():
         path = tuple(str(p) for p in error["loc"])
-        source = next(
-            (origins[path[:i]] for i in range(len(path), 0, -1) if path[:i] in origins),
-            "the configuration",
-        )
+        source = _origin(path, layers)
         key = ".".join(path)
         if error["type"] == "extra_forbidden":
             problems.append(f"{source}: unknown key '{key}'")

@@ -77,3 +77,21 @@ def test_connection_string_comes_from_the_environment_and_is_checked(tmp_path, m
     monkeypatch.setenv("EH_CONN", secret)
     assert cfg.kafka.connection_string().get_secret_value() == secret
     assert "s3" not in repr(cfg.kafka.connection_string())
+
+
+def test_structured_and_empty_values_from_the_environment(tmp_path, monkeypatch):
+    conf = write_conf(tmp_path, BASE)
+    monkeypatch.setenv("PITSTOP__FORECAST__SHADOW_MODELS", "[m1, m2]")  # YAML, as in the files
+    monkeypatch.setenv("PITSTOP__KAFKA__TOPICS", '{"notes": "notes-2"}')  # JSON is YAML too
+    monkeypatch.setenv("PITSTOP__STREAM__MIN_PARTITIONS", "")  # empty means null
+    cfg = load_config("local", conf)
+    assert cfg.forecast.shadow_models == ["m1", "m2"]
+    assert cfg.kafka.topics.notes == "notes-2" and cfg.kafka.topics.telemetry == "battery-telemetry"
+    assert cfg.stream.min_partitions is None
+
+
+def test_a_misspelt_section_in_the_environment_names_the_variable(tmp_path, monkeypatch):
+    conf = write_conf(tmp_path, BASE)
+    monkeypatch.setenv("PITSTOP__STRAEM__TRIGGER_SECONDS", "1")
+    with pytest.raises(ConfigError, match="PITSTOP__STRAEM__TRIGGER_SECONDS: unknown key"):
+        load_config("local", conf)
