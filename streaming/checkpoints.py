@@ -12,6 +12,8 @@ import time
 
 from pyspark.sql import SparkSession
 
+from streaming.progress import source_offsets
+
 log = logging.getLogger(__name__)
 
 
@@ -54,19 +56,6 @@ def _batches(fs: _HadoopFs, folder: str) -> list[int]:
 def committed_batches(spark: SparkSession, checkpoint: str) -> list[int]:
     """Ids of the micro-batches this checkpoint recorded as complete."""
     return _batches(_HadoopFs(spark, checkpoint), f"{checkpoint}/commits")
-
-
-def source_offsets(text: str) -> dict[str, dict[str, int]]:
-    """topic -> partition -> next offset, from the text of an `offsets/<id>` file.
-
-    Line 1 is the log version, line 2 the batch's metadata, then one line per source.
-    """
-    offsets: dict[str, dict[str, int]] = {}
-    for line in text.splitlines()[2:]:
-        if line.strip().startswith("{"):
-            for topic, partitions in json.loads(line).items():
-                offsets[topic] = {str(p): int(o) for p, o in partitions.items()}
-    return offsets
 
 
 def take_over_stateless(spark: SparkSession, checkpoint: str) -> str | None:

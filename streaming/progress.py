@@ -11,21 +11,31 @@ import json
 from pathlib import Path
 
 
+def source_offsets(text: str) -> dict[str, dict[str, int]]:
+    """topic -> partition -> next offset, from the text of an `offsets/<id>` file.
+
+    Line 1 is the log version, line 2 the batch's metadata, then one line per source (JSON,
+    or `-` for a source without offsets yet).
+    """
+    offsets: dict[str, dict[str, int]] = {}
+    for line in text.splitlines()[2:]:
+        if line.strip().startswith("{"):
+            for topic, partitions in json.loads(line).items():
+                offsets[topic] = {str(p): int(o) for p, o in partitions.items()}
+    return offsets
+
+
 def committed_offsets(checkpoint: str | Path) -> dict[str, dict[int, int]]:
     """topic -> partition -> next offset to read, as of the last committed micro-batch."""
     root = Path(checkpoint)
     commits = [int(p.name) for p in (root / "commits").glob("[0-9]*") if p.name.isdigit()]
     if not commits:
         return {}
-    lines = (root / "offsets" / str(max(commits))).read_text(encoding="utf-8").splitlines()
-    offsets: dict[str, dict[int, int]] = {}
-    # Line 1 is the log version, line 2 batch metadata, then one line per source.
-    for line in lines[2:]:
-        if not line.strip().startswith("{"):
-            continue
-        for topic, partitions in json.loads(line).items():
-            offsets[topic] = {int(p): int(o) for p, o in partitions.items()}
-    return offsets
+    text = (root / "offsets" / str(max(commits))).read_text(encoding="utf-8")
+    return {
+        topic: {int(p): o for p, o in partitions.items()}
+        for topic, partitions in source_offsets(text).items()
+    }
 
 
 def caught_up(checkpoint: str | Path, end_offsets: dict[str, dict[int, int]]) -> bool:
