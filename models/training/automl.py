@@ -26,6 +26,7 @@ from core.config import PitstopConfig
 from models.forecasting.automl import (
     PRIMARY_METRIC,
     CandidateResult,
+    SweepResult,
     leaderboard,
     prepare_readings,
     result_params,
@@ -34,22 +35,15 @@ from models.forecasting.automl import (
 from models.forecasting.candidates import log_forecaster, select_candidates
 from models.forecasting.cv import METRICS, CvFold, model_inputs, rolling_origin_folds, score_fold
 from models.forecasting.pyfunc import coerce_model_input, load_forecaster
-from models.registry import (
-    configure_mlflow,
-    has_alias,
-    promote_if_better,
-    register_version,
-    resolve_alias,
-)
 from models.reporting.automl_plots import (
     leaderboard_figure,
     predicted_vs_true_figure,
     residuals_figure,
 )
+from models.training.template import TrainingPlan, run_training
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_NAME = "model"
 HOLDOUT_METRIC = f"holdout_{PRIMARY_METRIC}"
 LAB_THRESHOLD = 0.1355
 # Seconds of forecasting the model card's permutation importance may spend (~16 forecasts).
@@ -104,49 +98,92 @@ def train_automl(
     The time budget counts from the call, so preparing the folds spends it too; what comes
     after the sweep (logging, registering, the model card) is a few seconds to a minute.
     """
-    started = time.monotonic()
+    started, counted = time.monotonic(), time.perf_counter()
     settings = settings or AutomlSettings()
     frame = prepare_readings(
         readings, settings.target, settings.time_column, settings.series_column
     )
-    window, horizon = cfg.forecast.window_days, settings.horizon_days
-    folds = rolling_origin_folds(frame, settings.cv_folds, horizon, window)
+    window = cfg.forecast.window_days
+    folds = rolling_origin_folds(frame, settings.cv_folds, settings.horizon_days, window)
     candidates = select_candidates(settings.candidates or None, **settings.lstm_options)
-    name, alias = cfg.mlflow.models.automl, cfg.mlflow.alias
-    configure_mlflow(cfg)
-    with mlflow.start_run(run_name=f"automl-{time.strftime('%Y%m%d-%H%M%S')}") as run:
-        mlflow.set_tag("pitstop.model_kind", "automl")
-        mlflow.log_params(_run_params(settings, frame, folds, window, [c.name for c in candidates]))
+    job = _SweepJob(cfg, settings, frame, folds, candidates, started, on_fold, on_candidate)
+    outcome = run_training(cfg, job.plan(), force=settings.force, started=counted)
+    sweep = outcome.fitted
+    log.info("AutoML best: %s (%s)", sweep.best().name, sweep.stopped_reason)
+    return AutomlResult(
+        run_id=outcome.run_id,
+        model_name=outcome.model_name,
+        version=str(outcome.version),
+        promoted=outcome.promoted,
+        best=sweep.best().name,
+        leaderboard=leaderboard(sweep),
+        stopped_reason=sweep.stopped_reason,
+        metrics=outcome.metrics,
+        champion_version=outcome.champion_version,
+        champion_metrics=outcome.champion_metrics,
+        seconds=outcome.seconds,
+    )
 
+
+@dataclass(frozen=True)
+class _SweepJob:
+    """The AutoML sweep's steps of the training template: the best candidate of the sweep is
+    what is registered, judged on the last fold."""
+
+    cfg: PitstopConfig
+    settings: AutomlSettings
+    frame: pd.DataFrame
+    folds: list[CvFold]
+    candidates: list[Any]
+    started: float  # time.monotonic() at the call: the time budget counts from it
+    on_fold: Callable[[CandidateResult, int], None] | None
+    on_candidate: Callable[[CandidateResult], None] | None
+
+    def plan(self) -> TrainingPlan[SweepResult]:
+        settings = self.settings
+        window = self.cfg.forecast.window_days
+        names = [c.name for c in self.candidates]
+        return TrainingPlan(
+            name="automl",
+            kind="automl",
+            model_name=self.cfg.mlflow.models.automl,
+            alias=self.cfg.mlflow.alias,
+            primary_metric=HOLDOUT_METRIC,
+            params=_run_params(settings, self.frame, self.folds, window, names),
+            fit=self.fit,
+            evaluate=self.evaluate,
+            log_model=lambda sweep, artifact: log_forecaster(sweep.best().last_model, artifact),
+            score_champion=self.score_champion,
+            version_tags={"model_kind": "automl", "data_source": settings.data_source[:200]},
+            document=self.document,
+        )
+
+    def fit(self) -> SweepResult:
         def logged(result: CandidateResult) -> None:
             _log_child(result)
-            if on_candidate is not None:
-                on_candidate(result)
+            if self.on_candidate is not None:
+                self.on_candidate(result)
 
-        sweep = run_sweep(
-            candidates,
-            folds,
-            time_budget_s=settings.time_budget_s,
-            metric_threshold=settings.metric_threshold,
-            started=started,
-            seed=settings.seed,
-            on_fold=on_fold,
+        return run_sweep(
+            self.candidates,
+            self.folds,
+            time_budget_s=self.settings.time_budget_s,
+            metric_threshold=self.settings.metric_threshold,
+            started=self.started,
+            seed=self.settings.seed,
+            on_fold=self.on_fold,
             on_candidate=logged,
         )
+
+    def evaluate(self, sweep: SweepResult) -> dict[str, float]:
+        """The best candidate's last-fold ("holdout") metrics; the leaderboard and the best's
+        plots go into the run beside them."""
         board = leaderboard(sweep)
         mlflow.log_text(board.to_csv(index=False), "leaderboard.csv")
-        mlflow.log_figure(leaderboard_figure(board, settings.metric_threshold), "leaderboard.png")
-        best = sweep.best()
-        last = folds[-1]
+        threshold = self.settings.metric_threshold
+        mlflow.log_figure(leaderboard_figure(board, threshold), "leaderboard.png")
+        best, last = sweep.best(), self.folds[-1]
         assert best.last_model is not None and best.last_forecast is not None  # ranked => set
-        holdout = {f"holdout_{k}": v for k, v in score_fold(last, best.last_forecast).items()}
-        metrics = {
-            **holdout,
-            **{f"best_cv_{k}": v for k, v in best.mean_metrics().items()},
-            "sweep_seconds": sweep.seconds,
-            "candidates_ranked": float(sum(r.ranked for r in sweep.results)),
-        }
-        mlflow.log_metrics(metrics)
         mlflow.set_tags(
             {"pitstop.best_candidate": best.name, "pitstop.stopped_reason": sweep.stopped_reason}
         )
@@ -157,64 +194,58 @@ def train_automl(
         mlflow.log_figure(
             residuals_figure(last.actual, best.last_forecast, best.name), "best_residuals.png"
         )
-        log_forecaster(best.last_model, ARTIFACT_NAME)
-        version = register_version(
-            run.info.run_id,
-            ARTIFACT_NAME,
-            name,
-            tags={
-                "model_kind": "automl",
-                "candidate": best.name,
-                "data_source": settings.data_source[:200],
-            },
+        return {
+            **{f"holdout_{k}": v for k, v in score_fold(last, best.last_forecast).items()},
+            **{f"best_cv_{k}": v for k, v in best.mean_metrics().items()},
+            "sweep_seconds": sweep.seconds,
+            "candidates_ranked": float(sum(r.ranked for r in sweep.results)),
+        }
+
+    def score_champion(self, uri: str) -> dict[str, float]:
+        """The current champion on this sweep's last fold (it may predate this data)."""
+        last = self.folds[-1]
+        champion = load_forecaster(uri, torch_threads=None)
+        scores = score_fold(last, champion.predict(model_inputs(last)))
+        return {f"holdout_{k}": v for k, v in scores.items()}
+
+    def document(self, sweep: SweepResult, version: str, run_id: str, metrics: dict) -> None:
+        """Model card and explanation of the registered best."""
+        from models.reporting.model_card import document_forecaster
+
+        best, last, frame = sweep.best(), self.folds[-1], self.frame
+        model = best.last_model
+        assert model is not None
+        dates = pd.to_datetime(frame["date"])
+        after = (dates > last.origin) & (dates <= last.origin + pd.Timedelta(days=last.horizon))
+        per_window = best.predict_seconds / best.windows if best.windows else 0.0
+        rows = int(np.clip(_EXPLAIN_SECONDS / (16 * per_window or 1e-9), 50, 300))
+        baselines = {
+            r.name.replace("_", " "): r.fold_metrics[-1]
+            for r in sweep.results
+            if r.candidate.baseline and r.ranked and r.name != "seasonal_naive"
+        }
+        document_forecaster(
+            predict=lambda rows_: model.forecast(
+                coerce_model_input(rows_, array_columns=model.extra_inputs)
+            ),
+            model_name=self.cfg.mlflow.models.automl,
+            version=version,
+            run_id=run_id,
+            description=(
+                f"The best of an AutoML sweep: {best.name} ({best.candidate.library}), "
+                f"{best.candidate.description}."
+            ),
+            train=last.history,
+            holdout=frame[after.to_numpy()],
+            metrics={k.removeprefix("holdout_"): v for k, v in metrics.items() if "holdout_" in k},
+            baselines=baselines,
+            data_source=self.settings.data_source,
+            window_days=self.cfg.forecast.window_days,
+            horizon_days=last.horizon,
+            alert_within_days=self.cfg.forecast.alert_within_days,
+            max_rows=rows,
+            extra_inputs=model.extra_inputs,
         )
-        champion_version, champion_metrics = _champion_metrics(name, alias, last)
-        promoted = promote_if_better(
-            name,
-            version,
-            HOLDOUT_METRIC,
-            metrics[HOLDOUT_METRIC],
-            champion_metrics.get(HOLDOUT_METRIC),
-            force=settings.force,
-            alias=alias,
-        )
-        if settings.force:
-            mlflow.set_tag("pitstop.forced", "true")
-        _document(
-            cfg,
-            best,
-            sweep.results,
-            name,
-            version,
-            run.info.run_id,
-            frame,
-            last,
-            holdout,
-            settings.data_source,
-        )
-    seconds = time.monotonic() - started
-    log.info(
-        "AutoML run %s: %s v%s (%s), promoted=%s, %.1fs",
-        run.info.run_id,
-        name,
-        version,
-        best.name,
-        promoted,
-        seconds,
-    )
-    return AutomlResult(
-        run_id=run.info.run_id,
-        model_name=name,
-        version=version,
-        promoted=promoted,
-        best=best.name,
-        leaderboard=board,
-        stopped_reason=sweep.stopped_reason,
-        metrics=metrics,
-        champion_version=champion_version,
-        champion_metrics=champion_metrics,
-        seconds=seconds,
-    )
 
 
 def _run_params(
@@ -266,74 +297,6 @@ def _log_child(result: CandidateResult) -> None:
         )
         if result.windows:
             mlflow.log_metric("predict_s_per_1k", result.predict_s_per_1k)
-
-
-def _champion_metrics(name: str, alias: str, last: CvFold) -> tuple[str | None, dict[str, float]]:
-    """The current champion's metrics on this sweep's last fold (it may predate this data)."""
-    if not has_alias(name, alias):
-        return None, {}
-    version, uri = resolve_alias(name, alias)
-    try:
-        champion = load_forecaster(uri, torch_threads=None)
-        scores = score_fold(last, champion.predict(model_inputs(last)))
-    except Exception as exc:  # a broken champion must not block a healthy challenger
-        log.warning("Could not score champion %s v%s on the last fold: %s", name, version, exc)
-        return version, {}
-    return version, {f"holdout_{k}": v for k, v in scores.items()}
-
-
-def _document(
-    cfg: PitstopConfig,
-    best: CandidateResult,
-    results: list[CandidateResult],
-    name: str,
-    version: str,
-    run_id: str,
-    frame: pd.DataFrame,
-    last: CvFold,
-    holdout: dict[str, float],
-    data_source: str,
-) -> None:
-    """Model card and explanation of the registered best; a failure here only warns."""
-    model = best.last_model
-    assert model is not None
-    try:
-        from models.reporting.model_card import document_forecaster
-
-        dates = pd.to_datetime(frame["date"])
-        after = (dates > last.origin) & (dates <= last.origin + pd.Timedelta(days=last.horizon))
-        per_window = best.predict_seconds / best.windows if best.windows else 0.0
-        rows = int(np.clip(_EXPLAIN_SECONDS / (16 * per_window or 1e-9), 50, 300))
-        baselines = {
-            r.name.replace("_", " "): r.fold_metrics[-1]
-            for r in results
-            if r.candidate.baseline and r.ranked and r.name != "seasonal_naive"
-        }
-        document_forecaster(
-            predict=lambda rows_: model.forecast(
-                coerce_model_input(rows_, array_columns=model.extra_inputs)
-            ),
-            model_name=name,
-            version=version,
-            run_id=run_id,
-            description=(
-                f"The best of an AutoML sweep: {best.name} ({best.candidate.library}), "
-                f"{best.candidate.description}."
-            ),
-            train=last.history,
-            holdout=frame[after.to_numpy()],
-            metrics={k.removeprefix("holdout_"): v for k, v in holdout.items()},
-            baselines=baselines,
-            data_source=data_source,
-            window_days=cfg.forecast.window_days,
-            horizon_days=last.horizon,
-            alert_within_days=cfg.forecast.alert_within_days,
-            max_rows=rows,
-            extra_inputs=model.extra_inputs,
-        )
-    except Exception as exc:  # the version is registered: a missing card must not undo that
-        log.warning("Could not write the model card of %s v%s: %s", name, version, exc)
-        mlflow.set_tag("pitstop.model_card", f"failed: {exc}"[:250])
 
 
 def fold_forecasts(model: Any, fold: CvFold) -> np.ndarray:

@@ -28,10 +28,11 @@ import pandas as pd
 
 from core.config import PitstopConfig
 from core.errors import PitstopError
+from models.reporting.training_plots import compliance_training_figure
+from models.training.template import TrainingPlan, run_training
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_NAME = "model"
 PRIMARY_METRIC = "eval_loss"
 
 
@@ -83,103 +84,119 @@ def train_compliance(
     """Train, log, register and (if better or forced) promote one classifier version.
 
     `seed` initialises the network. `threads` (default: up to 2) sets torch's threads
-    for the fit only; `progress` shows a rich bar per epoch.
+    for the run only; `progress` shows a rich bar per epoch.
     """
     import torch
-
-    from models.compliance.classifier import classification_metrics, fit_classifier, predict_proba
-    from models.compliance.pyfunc import log_compliance_model
-    from models.registry import configure_mlflow, promote_if_better, register_version
 
     if epochs < 1 or min(len(notes.train), len(notes.val), len(notes.holdout)) < 1:
         raise ComplianceTrainingError("epochs and every data set size must be at least 1.")
     started = time.perf_counter()
-    name, alias = cfg.mlflow.models.compliance, cfg.mlflow.alias
-    train, val, holdout = notes.train, notes.val, notes.holdout
-    configure_mlflow(cfg)
+    settings = {
+        "epochs": epochs,
+        "seed": seed,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+    }
+    job = _ClassifierJob(cfg, notes, settings, progress)
     previous_threads = torch.get_num_threads()
     # Training is the one place where more than one thread pays; the box is shared.
     torch.set_num_threads(threads or min(2, os.cpu_count() or 1))
     try:
-        with mlflow.start_run(run_name=f"compliance-{time.strftime('%Y%m%d-%H%M%S')}") as run:
-            mlflow.set_tag("pitstop.model_kind", "compliance-cnn")
-            mlflow.log_params(
-                {
-                    "epochs": epochs,
-                    "seed": seed,
-                    "batch_size": batch_size,
-                    "learning_rate": learning_rate,
-                    "train_notes": len(train),
-                    "val_notes": len(val),
-                    "holdout_notes": len(holdout),
-                    **notes.params,
-                }
-            )
-            with _epoch_progress(progress, epochs, len(train), batch_size) as on_batch:
-                fit = fit_classifier(
-                    train["text"].tolist(),
-                    train["non_compliant"].tolist(),
-                    val["text"].tolist(),
-                    val["non_compliant"].tolist(),
-                    epochs=epochs,
-                    batch_size=batch_size,
-                    learning_rate=learning_rate,
-                    seed=seed,
-                    on_batch=on_batch,
-                    on_epoch=_log_epoch,
-                )
-            history = pd.DataFrame([asdict(s) for s in fit.history])
-            mlflow.log_params({"vocabulary": len(fit.tokenizer.vocab), **asdict(fit.model.spec)})
-            val_probs = predict_proba(fit.model, fit.tokenizer, val["text"].tolist())
-            val_metrics = classification_metrics(val["non_compliant"], val_probs)
-            probs = predict_proba(fit.model, fit.tokenizer, holdout["text"].tolist())
-            eval_metrics = classification_metrics(holdout["non_compliant"], probs)
-            metrics = {f"eval_{k}": v for k, v in eval_metrics.items()}
-            metrics.update({f"val_{k}": v for k, v in val_metrics.items() if k != "loss"})
-            metrics["fit_seconds"] = fit.seconds
-            mlflow.log_metrics(metrics)
-            _log_history(history)
-            with tempfile.TemporaryDirectory() as workdir:
-                log_compliance_model(fit.model, fit.tokenizer, workdir, name=ARTIFACT_NAME)
-            version, promoted, champion_version, champion_metrics = None, False, None, {}
-            if register:
-                version = register_version(
-                    run.info.run_id, ARTIFACT_NAME, name, tags={"model_kind": "compliance-cnn"}
-                )
-                champion_version, champion_metrics = _champion_metrics(name, alias, holdout)
-                promoted = promote_if_better(
-                    name,
-                    version,
-                    PRIMARY_METRIC,
-                    metrics[PRIMARY_METRIC],
-                    champion_metrics.get(PRIMARY_METRIC),
-                    lower_is_better=True,
-                    force=force,
-                    alias=alias,
-                )
+        outcome = run_training(cfg, job.plan(), force=force, register=register, started=started)
     finally:
         torch.set_num_threads(previous_threads)
-    seconds = time.perf_counter() - started
-    log.info(
-        "Run %s: %s v%s, held-out accuracy %.4f, promoted=%s, %.1fs",
-        run.info.run_id,
-        name,
-        version,
-        metrics["eval_accuracy"],
-        promoted,
-        seconds,
-    )
+    log.info("Held-out accuracy %.4f", outcome.metrics["eval_accuracy"])
     return ComplianceTrainResult(
-        run_id=run.info.run_id,
-        model_name=name,
-        version=version,
-        promoted=promoted,
-        metrics=metrics,
-        champion_version=champion_version,
-        champion_metrics=champion_metrics,
-        seconds=seconds,
-        history=history,
+        run_id=outcome.run_id,
+        model_name=outcome.model_name,
+        version=outcome.version,
+        promoted=outcome.promoted,
+        metrics=outcome.metrics,
+        champion_version=outcome.champion_version,
+        champion_metrics=outcome.champion_metrics,
+        seconds=outcome.seconds,
+        history=pd.DataFrame([asdict(s) for s in outcome.fitted.history]),
     )
+
+
+@dataclass(frozen=True)
+class _ClassifierJob:
+    """The classifier's steps of the training template, on one set of notes."""
+
+    cfg: PitstopConfig
+    notes: NoteSets
+    settings: dict[str, Any]  # epochs, seed, batch_size, learning_rate
+    progress: bool
+
+    def plan(self) -> TrainingPlan[Any]:
+        notes = self.notes
+        return TrainingPlan(
+            name="compliance",
+            kind="compliance-cnn",
+            model_name=self.cfg.mlflow.models.compliance,
+            alias=self.cfg.mlflow.alias,
+            primary_metric=PRIMARY_METRIC,
+            params={
+                **self.settings,
+                "train_notes": len(notes.train),
+                "val_notes": len(notes.val),
+                "holdout_notes": len(notes.holdout),
+                **notes.params,
+            },
+            fit=self.fit,
+            evaluate=self.evaluate,
+            log_model=self.log_model,
+            score_champion=self.score_champion,
+            lower_is_better=True,
+            version_tags={"model_kind": "compliance-cnn"},
+        )
+
+    def fit(self) -> Any:
+        from models.compliance.classifier import fit_classifier
+
+        train, val, s = self.notes.train, self.notes.val, self.settings
+        with _epoch_progress(self.progress, s["epochs"], len(train), s["batch_size"]) as on_batch:
+            return fit_classifier(
+                train["text"].tolist(),
+                train["non_compliant"].tolist(),
+                val["text"].tolist(),
+                val["non_compliant"].tolist(),
+                **s,
+                on_batch=on_batch,
+                on_epoch=_log_epoch,
+            )
+
+    def evaluate(self, fit: Any) -> dict[str, float]:
+        from models.compliance.classifier import classification_metrics, predict_proba
+
+        mlflow.log_params({"vocabulary": len(fit.tokenizer.vocab), **asdict(fit.model.spec)})
+        val, holdout = self.notes.val, self.notes.holdout
+        val_probs = predict_proba(fit.model, fit.tokenizer, val["text"].tolist())
+        val_metrics = classification_metrics(val["non_compliant"], val_probs)
+        probs = predict_proba(fit.model, fit.tokenizer, holdout["text"].tolist())
+        eval_metrics = classification_metrics(holdout["non_compliant"], probs)
+        metrics = {f"eval_{k}": v for k, v in eval_metrics.items()}
+        metrics.update({f"val_{k}": v for k, v in val_metrics.items() if k != "loss"})
+        metrics["fit_seconds"] = fit.seconds
+        _log_history(pd.DataFrame([asdict(s) for s in fit.history]))
+        return metrics
+
+    def log_model(self, fit: Any, artifact: str) -> None:
+        from models.compliance.pyfunc import log_compliance_model
+
+        with tempfile.TemporaryDirectory() as workdir:
+            log_compliance_model(fit.model, fit.tokenizer, workdir, name=artifact)
+
+    def score_champion(self, uri: str) -> dict[str, float]:
+        """The champion re-scored on this run's held-out notes."""
+        from models.compliance.classifier import classification_metrics
+        from models.compliance.pyfunc import load_compliance_classifier
+
+        holdout = self.notes.holdout
+        champion = load_compliance_classifier(uri, torch_threads=None)
+        probs = champion.predict_proba(holdout["text"].tolist())
+        metrics = classification_metrics(holdout["non_compliant"], np.asarray(probs))
+        return {f"eval_{k}": v for k, v in metrics.items()}
 
 
 def _log_epoch(stats: Any) -> None:
@@ -204,56 +221,7 @@ def _log_history(history: pd.DataFrame) -> None:
         )
         mlflow.log_artifact(str(folder / "training_history.csv"))
         mlflow.log_artifact(str(folder / "training_history.json"))
-    mlflow.log_figure(training_figure(history), "training_results.png")
-
-
-def training_figure(history: pd.DataFrame) -> Any:
-    """Accuracy and loss per epoch, training and validation, side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers and CI
-    from matplotlib import pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    fig, (acc, loss) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
-    epochs = history["epoch"]
-    acc.plot(epochs, history["train_accuracy"], marker="o", label="training")
-    acc.plot(epochs, history["val_accuracy"], marker="o", label="validation")
-    acc.set_title("Accuracy")
-    loss.plot(epochs, history["train_loss"], marker="o", label="training")
-    loss.plot(epochs, history["val_loss"], marker="o", label="validation")
-    loss.set_yscale("log")  # losses fall by orders of magnitude
-    loss.set_title("Loss (binary cross-entropy)")
-    for ax in (acc, loss):
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.suptitle("Component-compliance classifier")
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
-
-
-def _champion_metrics(
-    name: str, alias: str, holdout: pd.DataFrame
-) -> tuple[str | None, dict[str, float]]:
-    """The current champion's metrics on this run's held-out notes (re-scored now)."""
-    from models.compliance.classifier import classification_metrics
-    from models.compliance.pyfunc import load_compliance_classifier
-    from models.registry import has_alias, resolve_alias
-
-    if not has_alias(name, alias):
-        return None, {}
-    version, uri = resolve_alias(name, alias)
-    try:
-        champion = load_compliance_classifier(uri, torch_threads=None)
-        probs = champion.predict_proba(holdout["text"].tolist())
-        metrics = classification_metrics(holdout["non_compliant"], np.asarray(probs))
-    except Exception as exc:  # a broken champion must not block a healthy challenger
-        log.warning("Could not score champion %s v%s on the held-out notes: %s", name, version, exc)
-        return version, {}
-    return version, {f"eval_{k}": v for k, v in metrics.items()}
+    mlflow.log_figure(compliance_training_figure(history), "training_results.png")
 
 
 @contextmanager

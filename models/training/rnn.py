@@ -29,18 +29,13 @@ from models.forecasting.features import build_training_windows, health_channels
 from models.forecasting.lstm import FitResult, LstmSpec, encode_windows, fit_lstm, predict_lstm
 from models.forecasting.metrics import evaluate_holdout
 from models.forecasting.pyfunc import load_forecaster, log_lstm_model
-from models.registry import (
-    configure_mlflow,
-    has_alias,
-    promote_if_better,
-    register_version,
-    resolve_alias,
-)
+from models.registry import configure_mlflow, has_alias, resolve_alias
 from models.reporting.model_card import document_forecaster
+from models.reporting.training_plots import lstm_loss_figure
+from models.training.template import TrainingPlan, run_training
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_NAME = "model"
 PRIMARY_METRIC = "holdout_nrmse"
 
 
@@ -88,105 +83,156 @@ def train_rnn(
     """
     started = time.perf_counter()
     window, horizon = cfg.forecast.window_days, cfg.forecast.horizon_days
-    name, alias = cfg.mlflow.models.rnn, cfg.mlflow.alias
     train, holdout = split_holdout(readings, horizon)
-    windows, futures = build_training_windows(train, window, horizon)
     channels = health_channels(train) if health_signals else ()
     log.info("Health signal inputs: %s", ", ".join(channels) or "none")
-    spec = LstmSpec(window_days=window, horizon_days=horizon, extra_channels=channels)
-    configure_mlflow(cfg)
-    with mlflow.start_run(run_name=f"rnn-{time.strftime('%Y%m%d-%H%M%S')}") as run:
-        mlflow.set_tag("pitstop.model_kind", "lstm")
-        mlflow.log_params(
-            {
-                "data_source": data_source,
-                "readings": len(readings),
-                "batteries": readings["battery_id"].nunique(),
-                "first_date": str(readings["date"].min()),
-                "last_date": str(readings["date"].max()),
-                "holdout_days": horizon,
-                "window_days": window,
-                "horizon_days": horizon,
-                "hidden_size": spec.hidden_size,
-                "num_layers": spec.num_layers,
-                "epochs": epochs,
-                "batch_size": batch_size,
-                "learning_rate": learning_rate,
-                "max_windows": max_windows,
-                "time_budget_s": time_budget_s,
-                "patience": patience,
-                "val_fraction": val_fraction,
-                "seed": seed,
-                "health_signals": health_signals,
-                # The LSTM's extra inputs; "none" when off or the readings lack them.
-                "extra_channels": ",".join(channels) or "none",
-            }
-        )
-        fit = _fit(
-            windows,
-            futures,
-            spec,
-            threads,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            val_fraction=val_fraction,
-            patience=patience,
-            max_windows=max_windows,
-            time_budget_s=time_budget_s,
-            seed=seed,
-        )
-        _log_fit(fit)
-        metrics = _holdout_metrics(fit, train, holdout, window, horizon)
-        if cv_folds:
-            cv_options = {
-                "epochs": epochs,
-                "batch_size": batch_size,
-                "learning_rate": learning_rate,
-                "max_windows": max_windows,
-                "patience": patience,
-                "val_fraction": val_fraction,
-                "time_budget_s": time_budget_s,
-                "health_signals": health_signals,
-            }
-            metrics.update(_cv_metrics(readings, cv_folds, window, horizon, seed, cv_options))
-        mlflow.log_metrics(metrics)
-        with tempfile.TemporaryDirectory() as workdir:
-            log_lstm_model(fit.model, fit.spec, workdir, name=ARTIFACT_NAME)
-        version = register_version(
-            run.info.run_id,
-            ARTIFACT_NAME,
-            name,
-            tags={"model_kind": "lstm", "data_source": data_source[:200]},
-        )
-        champion_version, champion_metrics = _champion_metrics(name, alias, train, holdout, cfg)
-        for key, value in champion_metrics.items():
-            mlflow.log_metric(f"champion_{key}", value)
-        promoted = promote_if_better(
-            name,
-            version,
-            PRIMARY_METRIC,
-            metrics[PRIMARY_METRIC],
-            champion_metrics.get(PRIMARY_METRIC),
-            force=force,
-            alias=alias,
-        )
-        _document(cfg, fit, name, version, run.info.run_id, train, holdout, metrics, data_source)
-    seconds = time.perf_counter() - started
-    log.info(
-        "Run %s: %s v%s, promoted=%s, %.1fs", run.info.run_id, name, version, promoted, seconds
+    job = _LstmJob(
+        cfg,
+        readings,
+        train,
+        holdout,
+        LstmSpec(window_days=window, horizon_days=horizon, extra_channels=channels),
+        fit_options={
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "max_windows": max_windows,
+            "time_budget_s": time_budget_s,
+            "patience": patience,
+            "val_fraction": val_fraction,
+        },
+        seed=seed,
+        threads=threads,
+        cv_folds=cv_folds,
+        health_signals=health_signals,
+        data_source=data_source,
     )
+    outcome = run_training(cfg, job.plan(), force=force, started=started)
     return TrainResult(
-        run_id=run.info.run_id,
-        model_name=name,
-        version=version,
-        promoted=promoted,
-        metrics=metrics,
-        champion_version=champion_version,
-        champion_metrics=champion_metrics,
-        seconds=seconds,
-        extra_channels=fit.spec.extra_channels,
+        run_id=outcome.run_id,
+        model_name=outcome.model_name,
+        version=str(outcome.version),
+        promoted=outcome.promoted,
+        metrics=outcome.metrics,
+        champion_version=outcome.champion_version,
+        champion_metrics=outcome.champion_metrics,
+        seconds=outcome.seconds,
+        extra_channels=outcome.fitted.spec.extra_channels,
     )
+
+
+@dataclass(frozen=True)
+class _LstmJob:
+    """The LSTM's steps of the training template, over one split of the readings."""
+
+    cfg: PitstopConfig
+    readings: pd.DataFrame
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    spec: LstmSpec
+    fit_options: dict[str, Any]
+    seed: int
+    threads: int | None
+    cv_folds: int
+    health_signals: bool
+    data_source: str
+
+    def plan(self) -> TrainingPlan[FitResult]:
+        return TrainingPlan(
+            name="rnn",
+            kind="lstm",
+            model_name=self.cfg.mlflow.models.rnn,
+            alias=self.cfg.mlflow.alias,
+            primary_metric=PRIMARY_METRIC,
+            params=self.params(),
+            fit=self.fit,
+            evaluate=self.evaluate,
+            log_model=self.log_model,
+            score_champion=self.score_champion,
+            version_tags={"model_kind": "lstm", "data_source": self.data_source[:200]},
+            document=self.document,
+        )
+
+    def params(self) -> dict[str, Any]:
+        readings, spec = self.readings, self.spec
+        return {
+            "data_source": self.data_source,
+            "readings": len(readings),
+            "batteries": readings["battery_id"].nunique(),
+            "first_date": str(readings["date"].min()),
+            "last_date": str(readings["date"].max()),
+            "holdout_days": spec.horizon_days,
+            "window_days": spec.window_days,
+            "horizon_days": spec.horizon_days,
+            "hidden_size": spec.hidden_size,
+            "num_layers": spec.num_layers,
+            **self.fit_options,
+            "seed": self.seed,
+            "health_signals": self.health_signals,
+            # The LSTM's extra inputs; "none" when off or the readings lack them.
+            "extra_channels": ",".join(spec.extra_channels) or "none",
+        }
+
+    def fit(self) -> FitResult:
+        windows, futures = build_training_windows(
+            self.train, self.spec.window_days, self.spec.horizon_days
+        )
+        previous = torch.get_num_threads()
+        # One thread by default: on 2 cores shared with a broker or another job, 2 threads ran
+        # 6x slower than 1 (threads spin waiting for each other); idle, 2 gained only 1.6x.
+        torch.set_num_threads(self.threads or 1)
+        try:
+            result = fit_lstm(windows, futures, self.spec, seed=self.seed, **self.fit_options)
+        finally:
+            torch.set_num_threads(previous)
+        _log_fit(result)
+        return result
+
+    def evaluate(self, fit: FitResult) -> dict[str, float]:
+        window, horizon = self.spec.window_days, self.spec.horizon_days
+        metrics = _holdout_metrics(fit, self.train, self.holdout, window, horizon)
+        if self.cv_folds:
+            options = {**self.fit_options, "health_signals": self.health_signals}
+            metrics.update(
+                _cv_metrics(self.readings, self.cv_folds, window, horizon, self.seed, options)
+            )
+        return metrics
+
+    def log_model(self, fit: FitResult, artifact: str) -> None:
+        with tempfile.TemporaryDirectory() as workdir:
+            log_lstm_model(fit.model, fit.spec, workdir, name=artifact)
+
+    def score_champion(self, uri: str) -> dict[str, float]:
+        champion = load_forecaster(uri, torch_threads=None)
+        window, horizon = self.spec.window_days, self.spec.horizon_days
+        scores = evaluate_holdout(champion.predict, self.train, self.holdout, window, horizon)
+        return {f"holdout_{k}": v for k, v in scores.items()}
+
+    def document(self, fit: FitResult, version: str, run_id: str, metrics: dict) -> None:
+        """Explain the new version and log its model card."""
+        document_forecaster(
+            predict=lambda frame: predict_lstm(fit.model, fit.spec, frame),
+            model_name=self.cfg.mlflow.models.rnn,
+            version=version,
+            run_id=run_id,
+            description=(
+                f"One LSTM network shared by all batteries ({fit.spec.num_layers} layers of "
+                f"{fit.spec.hidden_size}), correcting a weekly-pattern baseline."
+            ),
+            train=self.train,
+            holdout=self.holdout,
+            metrics=_prefixed(metrics, "holdout_"),
+            baselines={"weekly baseline": _prefixed(metrics, "baseline_")},
+            data_source=self.data_source,
+            window_days=self.cfg.forecast.window_days,
+            horizon_days=self.cfg.forecast.horizon_days,
+            alert_within_days=self.cfg.forecast.alert_within_days,
+            extra_inputs=fit.spec.extra_channels,
+        )
+
+
+def _prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+    return {k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix)}
 
 
 def ensure_champion(
@@ -200,23 +246,6 @@ def ensure_champion(
         log.info("%s already has a %s (version %s); not training", name, alias, version)
         return None
     return train_rnn(cfg, readings_loader(), **train_options)
-
-
-def _fit(
-    windows: pd.DataFrame,
-    futures: np.ndarray,
-    spec: LstmSpec,
-    threads: int | None,
-    **options: Any,
-) -> FitResult:
-    previous = torch.get_num_threads()
-    # One thread by default: on 2 cores shared with a broker or another job, 2 threads ran
-    # 6x slower than 1 (threads spin waiting for each other); idle, 2 gained only 1.6x.
-    torch.set_num_threads(threads or 1)
-    try:
-        return fit_lstm(windows, futures, spec, **options)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _log_fit(fit: FitResult) -> None:
@@ -235,29 +264,7 @@ def _log_fit(fit: FitResult) -> None:
         }
     )
     mlflow.set_tag("pitstop.stopped_early", str(fit.stopped_early).lower())
-    mlflow.log_figure(_loss_figure(fit), "loss_curve.png")
-
-
-def _loss_figure(fit: FitResult) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers and CI
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
-    epochs = range(1, len(fit.train_loss) + 1)
-    ax.plot(epochs, fit.train_loss, marker="o", label="train")
-    ax.plot(epochs, fit.val_loss, marker="o", label="validation (held-out batteries)")
-    baseline_label = "validation, weekly baseline alone"
-    ax.axhline(fit.baseline_val_loss, color="tab:orange", linestyle=":", label=baseline_label)
-    ax.axvline(fit.best_epoch, color="grey", linestyle="--", label=f"best epoch {fit.best_epoch}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("MSE of scaled daily cycles")
-    ax.set_title("LSTM loss per epoch")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    mlflow.log_figure(lstm_loss_figure(fit), "loss_curve.png")
 
 
 def _holdout_metrics(
@@ -282,47 +289,6 @@ def _holdout_metrics(
     return metrics
 
 
-def _document(
-    cfg: PitstopConfig,
-    fit: FitResult,
-    name: str,
-    version: str,
-    run_id: str,
-    train: pd.DataFrame,
-    holdout: pd.DataFrame,
-    metrics: dict[str, float],
-    data_source: str,
-) -> None:
-    """Explain the new version and log its model card; a failure here only warns."""
-    try:
-        document_forecaster(
-            predict=lambda frame: predict_lstm(fit.model, fit.spec, frame),
-            model_name=name,
-            version=version,
-            run_id=run_id,
-            description=(
-                f"One LSTM network shared by all batteries ({fit.spec.num_layers} layers of "
-                f"{fit.spec.hidden_size}), correcting a weekly-pattern baseline."
-            ),
-            train=train,
-            holdout=holdout,
-            metrics={k.removeprefix("holdout_"): v for k, v in metrics.items() if "holdout_" in k},
-            baselines={
-                "weekly baseline": {
-                    k.removeprefix("baseline_"): v for k, v in metrics.items() if "baseline_" in k
-                }
-            },
-            data_source=data_source,
-            window_days=cfg.forecast.window_days,
-            horizon_days=cfg.forecast.horizon_days,
-            alert_within_days=cfg.forecast.alert_within_days,
-            extra_inputs=fit.spec.extra_channels,
-        )
-    except Exception as exc:  # the version is registered: a missing card must not undo that
-        log.warning("Could not write the model card of %s v%s: %s", name, version, exc)
-        mlflow.set_tag("pitstop.model_card", f"failed: {exc}"[:250])
-
-
 def _cv_metrics(
     readings: pd.DataFrame,
     folds: int,
@@ -342,25 +308,3 @@ def _cv_metrics(
         log.warning("Cross-validation of the LSTM did not finish: %s", result.reason)
         return {}
     return {f"cv_{k}": v for k, v in result.mean_metrics().items()}
-
-
-def _champion_metrics(
-    name: str, alias: str, train: pd.DataFrame, holdout: pd.DataFrame, cfg: PitstopConfig
-) -> tuple[str | None, dict[str, float]]:
-    """The current champion's metrics on this run's holdout (it may predate this data)."""
-    if not has_alias(name, alias):
-        return None, {}
-    version, uri = resolve_alias(name, alias)
-    try:
-        champion = load_forecaster(uri, torch_threads=None)
-        metrics = evaluate_holdout(
-            champion.predict,
-            train,
-            holdout,
-            cfg.forecast.window_days,
-            cfg.forecast.horizon_days,
-        )
-    except Exception as exc:  # a broken champion must not block a healthy challenger
-        log.warning("Could not score champion %s v%s on the holdout: %s", name, version, exc)
-        return version, {}
-    return version, {f"holdout_{k}": v for k, v in metrics.items()}
