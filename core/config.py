@@ -9,6 +9,7 @@ environment variable that holds them.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -213,6 +214,16 @@ class PitstopConfig(BaseSettings):
         """A local path from the config, resolved against the project root."""
         candidate = Path(relative)
         return candidate if candidate.is_absolute() else Path(self.root) / candidate
+
+    def environment(self) -> dict[str, str]:
+        """`PITSTOP__` variables that make `load_config` in another process, whatever its
+        files say, return this very configuration (a launched job sees what its launcher
+        resolved). One variable per section, as JSON; no secret is in it."""
+        dumped = self.model_dump(mode="json", exclude={"env", "root"})
+        return {
+            ENV_PREFIX + key.upper(): value if isinstance(value, str) else json.dumps(value)
+            for key, value in dumped.items()
+        }
 
 
 # Keys whose values are local paths or URIs with a relative local part.

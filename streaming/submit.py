@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.config import PitstopConfig
+from core.config import ENV_PREFIX, PitstopConfig
 from streaming.session import spark_conf
 
 JOB_FILE = Path(__file__).resolve().parent / "job.py"
@@ -71,19 +71,10 @@ def submit_environment() -> dict[str, str]:
 
 
 def config_environment(cfg: PitstopConfig) -> dict[str, str]:
-    """`submit_environment` plus the `PITSTOP__` variables that make a job launched with it
-    see `cfg`'s broker, topics, storage and MLflow store (it loads config from files and
-    variables, not from this process)."""
-    env = submit_environment()
-    env.update(
-        {
-            "PITSTOP__KAFKA__BOOTSTRAP_SERVERS": cfg.kafka.bootstrap_servers,
-            "PITSTOP__KAFKA__TOPICS__TELEMETRY": cfg.kafka.topics.telemetry,
-            "PITSTOP__KAFKA__TOPICS__ALERTS": cfg.kafka.topics.alerts,
-            "PITSTOP__STORAGE__LAKE": cfg.storage.lake,
-            "PITSTOP__STORAGE__CHECKPOINTS": cfg.storage.checkpoints,
-            "PITSTOP__MLFLOW__TRACKING_URI": cfg.mlflow.tracking_uri,
-            "PITSTOP__MLFLOW__ARTIFACT_ROOT": str(cfg.mlflow.artifact_root),
-        }
-    )
+    """`submit_environment` plus `PITSTOP__` variables that hand a job launched with it the
+    whole of `cfg` (it loads its configuration from files and variables, not from this
+    process): every section as resolved here, whatever the job's own files say. Inherited
+    `PITSTOP__` variables are dropped: `cfg` already holds what they said."""
+    env = {k: v for k, v in submit_environment().items() if not k.upper().startswith(ENV_PREFIX)}
+    env.update(cfg.environment())
     return env

@@ -51,3 +51,33 @@ def test_sigterm_to_the_launcher_reaches_the_job_and_its_exit_code_comes_back(tm
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 3
     assert out.read_text() == f"stopped by {int(signal.SIGTERM)}"
+
+
+def test_the_job_gets_the_whole_resolved_configuration(monkeypatch) -> None:
+    from core.config import load_config
+    from streaming.submit import config_environment
+
+    base = load_config("local")
+    cfg = base.model_copy(
+        update={
+            "kafka": base.kafka.model_copy(
+                update={"topics": base.kafka.topics.model_copy(update={"notes": "notes-x"})}
+            ),
+            "mlflow": base.mlflow.model_copy(update={"registry_uri": "sqlite:////tmp/reg.db"}),
+            "stream": base.stream.model_copy(
+                update={"trigger_seconds": 0.25, "score_notes": False}
+            ),
+            "forecast": base.forecast.model_copy(
+                update={"shadow_models": ["battery-cycles-automl"]}
+            ),
+        }
+    )
+    monkeypatch.setenv("PITSTOP__STREAM__TRIGGER_SECONDS", "9")  # inherited, already in cfg
+    env = config_environment(cfg)
+    for name in [n for n in os.environ if n.startswith("PITSTOP__")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        if name.startswith("PITSTOP__"):
+            monkeypatch.setenv(name, value)
+    assert load_config("local") == cfg
+    assert env["PYSPARK_PYTHON"] == sys.executable
