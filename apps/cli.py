@@ -81,9 +81,14 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry: run the app; known failures print one sentence, not a traceback."""
+    """Console-script entry: run the app; known failures print one sentence, not a traceback.
+
+    A command that ends with `typer.Exit(code)` (`broker status` when no broker runs,
+    `stream` passing on its job's code) makes `code` the process's exit code: without
+    standalone mode click returns it instead of exiting.
+    """
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except (PitstopError, FileNotFoundError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         sys.exit(1)
@@ -99,3 +104,4 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    sys.exit(code if isinstance(code, int) else 0)

@@ -336,3 +336,15 @@ def test_wait_for_an_absent_kafka_names_the_address() -> None:
 
     with pytest.raises(BrokerError, match=f"Kafka at {bootstrap} is unreachable"):
         wait_for_kafka(bootstrap, timeout_s=1.0)
+
+
+def test_broker_status_exits_non_zero_when_no_broker_runs(
+    cfg: PitstopConfig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from apps.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["pitstop", "broker", "status"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 1
+    assert "not running" in capsys.readouterr().out
