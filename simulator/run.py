@@ -30,6 +30,7 @@ from core.config import PitstopConfig
 from simulator.errors import SimulatorError
 from simulator.fleet import Fleet, FleetParams
 from simulator.messages import encode_notes, encode_telemetry, split_note
+from simulator.notes import generate_notes
 from simulator.sinks import SINK_NAMES, Sink, make_sink
 from simulator.truth import TruthWriter, truth_dir
 
@@ -110,7 +111,7 @@ def run_simulation(
     speed: at most this many simulated days per wall second (None: unlimited).
     failure_rate: share of batteries (0..1) given a weak cell that fails early.
     output_dir: files-sink output and `truth/` (default `cfg.simulator.output`).
-    notes: also send technicians' component notes when `simulator.notes` is installed.
+    notes: also send technicians' component notes.
     progress: show a rich progress bar.
     message_timeout_s: how long Kafka retries a message (e.g. a restarting broker) before
     counting it as failed.
@@ -348,11 +349,4 @@ def _check_sink(sink: Sink, topics: list[str], car_ids: list[str]) -> None:
 def _note_source(
     enabled: bool, car_ids: list[str], start: dt.date, days: int, seed: int
 ) -> Iterator[dict] | None:
-    if not enabled:
-        return None
-    try:
-        from simulator.notes import generate_notes  # noqa: PLC0415 - optional part
-    except ImportError:
-        _LOG.warning("simulator.notes is not available; running without component notes")
-        return None
-    return iter(generate_notes(car_ids, start, days, seed))
+    return iter(generate_notes(car_ids, start, days, seed)) if enabled else None
