@@ -265,7 +265,8 @@ _LSTM_OWN_OPTIONS = ("time_budget_s", "health_signals")
 def _fit_lstm(request: FitRequest, options: dict[str, Any]) -> ForecastPythonModel:
     import torch
 
-    from models.forecasting.lstm import LstmSpec, fit_lstm
+    from models.forecasting.lstm import fit_lstm
+    from models.forecasting.lstm_windows import LstmSpec
 
     windows, futures = build_training_windows(
         request.history, request.window_days, request.horizon_days
