@@ -159,38 +159,26 @@ def fit_classifier(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=learning_rate, total_steps=epochs * steps, pct_start=0.15
     )
-    loss_fn = nn.BCEWithLogitsLoss()
     history: list[EpochStats] = []
     best_state, best_loss = None, math.inf
     for epoch in range(1, epochs + 1):
-        model.train()
-        total_loss, correct = 0.0, 0
-        order = rng.permutation(len(train))
-        for step, start in enumerate(range(0, len(order), batch_size), 1):
-            rows = order[start : start + batch_size]
-            batch = train.subset(rows)
-            words = batch.type_words.copy()
-            hidden = (rng.random(len(words)) < word_dropout) & (words > NUM)
-            words[hidden] = UNK
-            batch.type_words = words
-            target = torch.from_numpy(y_train[rows])
-            logits = model(*batch.tensors())
-            loss = loss_fn(logits, target)
-            optimiser.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimiser.step()
-            scheduler.step()
-            total_loss += loss.item() * len(rows)
-            correct += int(((logits.detach() > 0).float() == target).sum())
-            if on_batch is not None:
-                on_batch(epoch, step)
+        train_loss, train_accuracy = _train_epoch(
+            model,
+            optimiser,
+            scheduler,
+            train,
+            y_train,
+            batch_size,
+            word_dropout,
+            rng,
+            lambda step, epoch=epoch: on_batch(epoch, step) if on_batch else None,
+        )
         val_probs = predict_encoded(model, val)
         val_loss = log_loss(y_val, val_probs)
         stats = EpochStats(
             epoch=epoch,
-            train_loss=total_loss / len(train),
-            train_accuracy=correct / len(train),
+            train_loss=train_loss,
+            train_accuracy=train_accuracy,
             val_loss=val_loss,
             val_accuracy=float(((val_probs >= THRESHOLD) == (y_val > 0.5)).mean()),
             lr=float(scheduler.get_last_lr()[0]),
@@ -214,6 +202,47 @@ def fit_classifier(
     model.load_state_dict(best_state)
     model.eval()
     return FitResult(model, tokenizer, history, time.perf_counter() - started)
+
+
+def _train_epoch(
+    model: ComplianceNet,
+    optimiser: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    train: Encoded,
+    labels: np.ndarray,
+    batch_size: int,
+    word_dropout: float,
+    rng: np.random.Generator,
+    on_step: Callable[[int], None],
+) -> tuple[float, float]:
+    """One shuffled pass over the training notes; their mean loss and accuracy.
+
+    `word_dropout` hides this share of vocabulary words each step, leaving only their
+    n-grams, so the network learns to read spellings it has not seen.
+    """
+    loss_fn = nn.BCEWithLogitsLoss()
+    model.train()
+    total_loss, correct = 0.0, 0
+    order = rng.permutation(len(train))
+    for step, start in enumerate(range(0, len(order), batch_size), 1):
+        rows = order[start : start + batch_size]
+        batch = train.subset(rows)
+        words = batch.type_words.copy()
+        hidden = (rng.random(len(words)) < word_dropout) & (words > NUM)
+        words[hidden] = UNK
+        batch.type_words = words
+        target = torch.from_numpy(labels[rows])
+        logits = model(*batch.tensors())
+        loss = loss_fn(logits, target)
+        optimiser.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        scheduler.step()
+        total_loss += loss.item() * len(rows)
+        correct += int(((logits.detach() > 0).float() == target).sum())
+        on_step(step)
+    return total_loss / len(train), correct / len(train)
 
 
 def predict_encoded(model: ComplianceNet, encoded: Encoded, batch_size: int = 1024) -> np.ndarray:

@@ -146,12 +146,7 @@ def fit_lstm(
             **{**asdict(spec), "channel_stats": _extra_stats(windows, spec.extra_channels)}
         )
     ids = windows["battery_id"].astype(str).to_numpy()
-    is_val = _split_batteries(ids, val_fraction, rng)
-    train_rows, val_rows = np.flatnonzero(~is_val), np.flatnonzero(is_val)
-    if max_windows is not None and len(train_rows) > max_windows:
-        train_rows = np.sort(rng.choice(train_rows, size=max_windows, replace=False))
-    if max_val_windows is not None and len(val_rows) > max_val_windows:
-        val_rows = np.sort(rng.choice(val_rows, size=max_val_windows, replace=False))
+    train_rows, val_rows = _sample_rows(ids, val_fraction, max_windows, max_val_windows, rng)
     x_all, base_all, scale = encode_windows(windows, spec)
     y_all = (futures / scale[:, None]).astype(np.float32)
     train = [torch.from_numpy(a[train_rows]) for a in (x_all, base_all, y_all)]
@@ -171,17 +166,7 @@ def fit_lstm(
     best, best_epoch, stopped_early = baseline_val_loss, 0, False
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for epoch in range(1, epochs + 1):
-        model.train()
-        total = 0.0
-        for batch in torch.randperm(len(train_rows), generator=shuffler).split(batch_size):
-            x, base, y = (t[batch] for t in train)
-            loss = _masked_mse(model(x, base), y)
-            optimiser.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimiser.step()
-            total += loss.item() * len(batch)
-        train_loss.append(total / len(train_rows))
+        train_loss.append(_train_epoch(model, optimiser, train, batch_size, shuffler))
         val_loss.append(_evaluate(model, *val))
         scheduler.step(val_loss[-1])
         log.info(
@@ -217,6 +202,44 @@ def fit_lstm(
         val_batteries=sorted(set(ids[val_rows])),
         seconds=time.perf_counter() - started,
     )
+
+
+def _sample_rows(
+    ids: np.ndarray,
+    val_fraction: float,
+    max_windows: int | None,
+    max_val_windows: int | None,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation rows: split by battery, each sampled down to its maximum."""
+    is_val = _split_batteries(ids, val_fraction, rng)
+    train_rows, val_rows = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    if max_windows is not None and len(train_rows) > max_windows:
+        train_rows = np.sort(rng.choice(train_rows, size=max_windows, replace=False))
+    if max_val_windows is not None and len(val_rows) > max_val_windows:
+        val_rows = np.sort(rng.choice(val_rows, size=max_val_windows, replace=False))
+    return train_rows, val_rows
+
+
+def _train_epoch(
+    model: CycleLstm,
+    optimiser: torch.optim.Optimizer,
+    train: list[torch.Tensor],
+    batch_size: int,
+    shuffler: torch.Generator,
+) -> float:
+    """One pass over the training windows in a shuffled order; the mean training loss."""
+    model.train()
+    total = 0.0
+    for batch in torch.randperm(len(train[0]), generator=shuffler).split(batch_size):
+        x, base, y = (t[batch] for t in train)
+        loss = _masked_mse(model(x, base), y)
+        optimiser.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        total += loss.item() * len(batch)
+    return total / len(train[0])
 
 
 def _masked_mse(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
