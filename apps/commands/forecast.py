@@ -107,7 +107,7 @@ def _from_delta(cfg: Any, battery_id: str, model: str | None, days: int) -> Batt
 def _forecast_with_model(
     cfg: Any, readings: pd.DataFrame, battery_id: str, model: str | None, source: str, days: int
 ) -> BatteryForecast:
-    from models.forecasting.pyfunc import load_forecaster
+    from models.forecasting.loader import load_forecaster
     from models.registry import configure_mlflow
 
     quiet_mlflow()

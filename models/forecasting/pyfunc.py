@@ -1,11 +1,19 @@
-"""The forecast pyfunc contract every forecaster is logged with, and a fast loader for scoring.
+"""The forecast pyfunc contract every forecaster is logged with (loading one for scoring:
+`models.forecasting.loader`).
 
 Input: one row per battery and reading date with the MODEL_INPUT_COLUMNS of
-`models.forecasting.features` (`daily_cycles` an array of doubles, oldest first). Output: an
-(n, horizon) float64 array of daily cycles for the days after. Any forecaster that
+`models.forecasting.features` (`daily_cycles` an array of doubles, oldest first). Output: a
+DataFrame with one row per input row (`models.forecasting.distribution.OUTPUT_COLUMNS`):
+`forecast`, the daily cycles of the days after; `daily_q10/50/90` and `cum_q10/50/90`,
+quantiles of each day's and of the running total's cycles; `failure_risk`, the calibrated
+probability of reaching the rated cycles within `alert_within_days`. Any forecaster that
 subclasses `ForecastPythonModel` and logs with `forecast_signature()` and
 `forecast_input_example()` can be the champion: the streaming job neither knows nor
-cares which one it scores with.
+cares which one it scores with. Versions registered before quantiles existed returned the
+(n, horizon) array alone; the stream still scores them (no quantiles, no risk).
+
+The alert threshold a version was calibrated to travels with it: an attribute of the model
+and the `pitstop` entry of its MLmodel metadata (`alert_metadata`), which the stream reads.
 
 A model that also reads health signals (`extra_inputs`, e.g. `resting_voltage_history`)
 declares them as optional inputs: rows may carry them or not, and a model that does not
@@ -15,7 +23,6 @@ use them ignores them.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +32,17 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.types.schema import Array, ColSpec, DataType, Schema, TensorSpec
+from mlflow.types.schema import Array, ColSpec, DataType, Schema
 
 from core.errors import PitstopError
+from models.forecasting.distribution import (
+    CUM_COLUMNS,
+    DAILY_COLUMNS,
+    POINT_COLUMN,
+    RISK_COLUMN,
+    ForecastDistribution,
+    raw_failure_risk,
+)
 from models.forecasting.features import (
     HEALTH_HISTORY_SUFFIX,
     HISTORY_COLUMN,
@@ -56,7 +71,8 @@ class ForecastInputError(PitstopError, MlflowException, ValueError):
 def forecast_signature(
     horizon_days: int = 30, optional_arrays: tuple[str, ...] = ()
 ) -> ModelSignature:
-    """Contract signature: MODEL_INPUT_COLUMNS in, an (n, horizon) double tensor out.
+    """Contract signature: MODEL_INPUT_COLUMNS in; out, per row, the `forecast` and quantile
+    arrays of `horizon_days` doubles and the `failure_risk`.
 
     `optional_arrays` (a model's `extra_inputs`) are declared as optional double arrays. A
     request may leave such a column out, or send null for a row; MLflow's check refuses a
@@ -69,7 +85,13 @@ def forecast_signature(
             *[ColSpec(Array(DataType.double), name, required=False) for name in optional_arrays],
         ]
     )
-    outputs = Schema([TensorSpec(np.dtype(np.float64), (-1, horizon_days))])
+    outputs = Schema(
+        [
+            ColSpec(Array(DataType.double), name)
+            for name in (POINT_COLUMN, *DAILY_COLUMNS, *CUM_COLUMNS)
+        ]
+        + [ColSpec(DataType.double, RISK_COLUMN, required=False)]
+    )
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -216,30 +238,75 @@ def _aligned_arrays(
 
 
 class ForecastPythonModel(mlflow.pyfunc.PythonModel):
-    """Base of every Pitstop forecaster: `predict` checks the contract, `forecast` does the work.
+    """Base of every Pitstop forecaster: `predict` checks the contract, subclasses do the work.
 
-    `extra_inputs` names the optional array columns (health signal histories) a subclass
-    reads; rows without them still get a forecast.
+    A subclass implements `forecast` (the point forecast) and, when it has a distribution,
+    `quantile_forecast` (point plus quantiles). The risk follows from the cumulative
+    quantiles and the `risk_calibrator` set after training; `alert_threshold` is the
+    calibrated risk at which its alerts open. `extra_inputs` names the optional array columns
+    (health signal histories) a subclass reads; rows without them still get a forecast.
     """
 
     window_days: int = 60
     horizon_days: int = 30
     extra_inputs: tuple[str, ...] = ()
+    # Set by calibration (models.forecasting.risk); class defaults keep versions pickled
+    # before they existed loadable: no calibrator, no risk.
+    risk_calibrator: Any = None
+    alert_threshold: float | None = None
+    alert_within_days: int = 30
 
     def forecast(self, frame: pd.DataFrame) -> np.ndarray:
         """(n, horizon) daily cycles for contract rows already coerced; subclasses implement."""
         raise NotImplementedError
 
+    def quantile_forecast(self, frame: pd.DataFrame) -> ForecastDistribution:
+        """Point forecast and quantiles for coerced rows; without a distribution, the point."""
+        return ForecastDistribution(self.forecast(frame))
+
+    def raw_distribution(self, frame: pd.DataFrame) -> ForecastDistribution:
+        """`quantile_forecast` with the uncalibrated risk read from its cumulative quantiles."""
+        dist = self.quantile_forecast(frame)
+        if dist.cumulative is not None:
+            dist.risk = raw_failure_risk(
+                dist.cumulative,
+                frame["lifetime_cycles_used"].to_numpy(dtype=np.float64),
+                frame["battery_rated_cycles"].to_numpy(dtype=np.float64),
+                self.alert_within_days,
+            )
+        return dist
+
+    def forecast_distribution(self, frame: pd.DataFrame) -> ForecastDistribution:
+        """The contract's answer for coerced rows: quantiles and the calibrated risk (None
+        before the model is calibrated)."""
+        dist = self.raw_distribution(frame)
+        calibrator = getattr(self, "risk_calibrator", None)
+        dist.risk = None if calibrator is None or dist.risk is None else calibrator.apply(dist.risk)
+        return dist
+
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-    ) -> np.ndarray:
-        """The pyfunc entry point: contract rows -> (n, horizon) float64 forecast."""
+    ) -> pd.DataFrame:
+        """The pyfunc entry point: contract rows -> the contract's output frame."""
         frame = coerce_model_input(
             model_input, max_days=self.window_days, array_columns=self.extra_inputs
         )
         if frame.empty:
-            return np.zeros((0, self.horizon_days))
-        return np.asarray(self.forecast(frame), dtype=np.float64)
+            return ForecastDistribution(np.zeros((0, self.horizon_days))).to_frame()
+        return self.forecast_distribution(frame).to_frame()
+
+
+def alert_metadata(model: ForecastPythonModel) -> dict[str, Any]:
+    """The MLmodel metadata that carries a calibrated model's alert threshold to the stream."""
+    if getattr(model, "risk_calibrator", None) is None or model.alert_threshold is None:
+        return {}
+    return {
+        "pitstop": {
+            "alert_threshold": float(model.alert_threshold),
+            "alert_within_days": int(model.alert_within_days),
+            "risk_calibration": model.risk_calibrator.method,
+        }
+    }
 
 
 class LstmForecastModel(ForecastPythonModel):
@@ -264,6 +331,17 @@ class LstmForecastModel(ForecastPythonModel):
         """Forecast with the loaded network."""
         from models.forecasting.lstm import predict_lstm
 
+        self._check_inputs(frame)
+        return predict_lstm(self._model, self._spec, frame)
+
+    def quantile_forecast(self, frame: pd.DataFrame) -> ForecastDistribution:
+        """Point forecast and the network's own quantiles (none for a spec without them)."""
+        from models.forecasting.lstm import predict_lstm_distribution
+
+        self._check_inputs(frame)
+        return predict_lstm_distribution(self._model, self._spec, frame)
+
+    def _check_inputs(self, frame: pd.DataFrame) -> None:
         if self._model is None:
             raise RuntimeError("The LSTM is not loaded; load the model through MLflow.")
         missing = [c for c in self.extra_inputs if c not in frame.columns]
@@ -276,7 +354,6 @@ class LstmForecastModel(ForecastPythonModel):
                 ", ".join(missing),
             )
             self._warned_missing = True
-        return predict_lstm(self._model, self._spec, frame)
 
 
 def log_lstm_model(
@@ -284,27 +361,66 @@ def log_lstm_model(
     spec: Any,
     workdir: str | Path,
     name: str = "model",
+    calibration: ForecastPythonModel | None = None,
 ) -> mlflow.models.model.ModelInfo:
-    """Log a trained LSTM in the active run as a contract pyfunc; returns MLflow's ModelInfo."""
+    """Log a trained LSTM in the active run as a contract pyfunc; returns MLflow's ModelInfo.
+
+    `calibration` (a calibrated model of the same network) lends its risk calibrator and alert
+    threshold to the logged one.
+    """
     import torch
 
     from models.forecasting.lstm import save_lstm
 
     folder = save_lstm(model, spec, Path(workdir) / LSTM_ARTIFACT)
+    python_model = LstmForecastModel()
+    if calibration is not None:
+        copy_calibration(calibration, python_model)
+    return log_pyfunc(
+        python_model,
+        name,
+        horizon_days=spec.horizon_days,
+        window_days=spec.window_days,
+        extra_inputs=tuple(spec.extra_channels),
+        artifacts={LSTM_ARTIFACT: str(folder)},
+        pins={"torch": torch.__version__.split("+")[0]},
+    )
+
+
+def copy_calibration(source: ForecastPythonModel, target: ForecastPythonModel) -> None:
+    """Give `target` the risk calibrator, alert threshold and horizon of `source`."""
+    target.risk_calibrator = getattr(source, "risk_calibrator", None)
+    target.alert_threshold = getattr(source, "alert_threshold", None)
+    target.alert_within_days = getattr(source, "alert_within_days", 30)
+
+
+def log_pyfunc(
+    python_model: ForecastPythonModel,
+    name: str,
+    *,
+    horizon_days: int,
+    window_days: int,
+    extra_inputs: tuple[str, ...] = (),
+    artifacts: dict[str, str] | None = None,
+    pins: dict[str, str] | None = None,
+) -> mlflow.models.model.ModelInfo:
+    """Log any contract forecaster in the active run: signature, input example, pip pins, and
+    its alert threshold in the MLmodel metadata (`alert_metadata`)."""
     quiet = _DropMessage("Passing a Python object as `python_model`")
     pyfunc_log = logging.getLogger("mlflow.pyfunc")
-    # The class is pickled by reference to this installed module and its weights travel as
+    # The class is pickled by reference to this installed module and any weights travel as
     # files, which is what the models-from-code warning is about; say nothing each run.
     pyfunc_log.addFilter(quiet)
     try:
         return mlflow.pyfunc.log_model(
             name=name,
-            python_model=LstmForecastModel(),
-            artifacts={LSTM_ARTIFACT: str(folder)},
-            signature=forecast_signature(spec.horizon_days, tuple(spec.extra_channels)),
-            input_example=forecast_input_example(spec.window_days, tuple(spec.extra_channels)),
+            python_model=python_model,
+            artifacts=artifacts,
+            signature=forecast_signature(horizon_days, extra_inputs),
+            input_example=forecast_input_example(window_days, extra_inputs),
             # Stated, not inferred: inference loads the model in a subprocess, seconds a log.
-            pip_requirements=forecast_requirements(torch=torch.__version__.split("+")[0]),
+            pip_requirements=forecast_requirements(**(pins or {})),
+            metadata=alert_metadata(python_model) or None,
         )
     finally:
         pyfunc_log.removeFilter(quiet)
@@ -326,75 +442,3 @@ def forecast_requirements(**extra: str) -> list[str]:
     pins = {"mlflow": mlflow.__version__, "numpy": np.__version__, "pandas": pd.__version__}
     pins.update(extra)
     return [f"{package}=={version}" for package, version in pins.items()]
-
-
-@dataclass
-class Forecaster:
-    """A loaded forecaster for the streaming job: contract rows in, (n, horizon) array out.
-
-    Calls the python model directly, skipping MLflow's per-row signature check (~14 us per
-    row); the caller builds rows with `models.forecasting.features`, which already honours the
-    contract.
-    """
-
-    name: str
-    version: str
-    model_uri: str
-    python_model: ForecastPythonModel
-
-    @property
-    def horizon(self) -> int:
-        """Days forecast per row."""
-        return int(self.python_model.horizon_days)
-
-    @property
-    def window(self) -> int:
-        """Days of history the model looks at."""
-        return int(self.python_model.window_days)
-
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        """Forecast contract rows; an empty frame gives a (0, horizon) array."""
-        if len(frame) == 0:
-            return np.zeros((0, self.horizon))
-        # No window limit here: the stream builds windows from its own configuration, and a
-        # model with a shorter window uses the most recent days of a longer one.
-        rows = coerce_model_input(frame, array_columns=self.python_model.extra_inputs)
-        return np.asarray(self.python_model.forecast(rows), dtype=np.float64)
-
-
-def load_forecaster(model_uri: str, torch_threads: int | None = 1) -> Forecaster:
-    """Load a contract forecaster by URI (`models:/name@alias`, `models:/name/3`, `runs:/...`).
-
-    An alias is resolved to its version first, so name, version and weights always agree.
-    `torch_threads` (default 1) caps torch's intra-op threads for this process: more threads
-    than cores / concurrent tasks never helped (DESIGN.md). None leaves torch as it is.
-    """
-    name, version, uri = _resolve_uri(model_uri)
-    if torch_threads is not None:
-        import torch
-
-        torch.set_num_threads(torch_threads)
-    loaded = mlflow.pyfunc.load_model(uri)
-    python_model = loaded.unwrap_python_model()
-    if not isinstance(python_model, ForecastPythonModel):
-        raise ForecastInputError(
-            f"{model_uri} is not a Pitstop forecaster ({type(python_model).__name__}); log it "
-            "with models.forecasting.pyfunc.ForecastPythonModel."
-        )
-    log.info("Loaded forecaster %s version %s from %s", name, version, uri)
-    return Forecaster(name=name, version=version, model_uri=uri, python_model=python_model)
-
-
-def _resolve_uri(model_uri: str) -> tuple[str, str, str]:
-    """(name, version, concrete uri) for a model URI; non-registry URIs keep their own text."""
-    if not model_uri.startswith("models:/"):
-        return model_uri, "", model_uri
-    body = model_uri[len("models:/") :]
-    if "@" in body:
-        from models.registry import resolve_alias
-
-        name, alias = body.split("@", 1)
-        version, uri = resolve_alias(name, alias)
-        return name, version, uri
-    name, _, version = body.partition("/")
-    return name, version, model_uri

@@ -15,7 +15,7 @@ from models.forecasting.features import (
     MODEL_INPUT_COLUMNS,
     build_history_windows,
 )
-from models.forecasting.pyfunc import load_forecaster
+from models.forecasting.loader import load_forecaster
 from streaming.battery.history import HistoryRules
 from streaming.battery.readings import battery_history, parse_telemetry
 from streaming.battery.scoring import model_input, score_readings

@@ -12,15 +12,16 @@ import pytest
 
 from apps.training_data import simulated_readings
 from models.forecasting.candidates import FitRequest, TrainedLstm, lstm_candidate, select_candidates
+from models.forecasting.distribution import OUTPUT_COLUMNS, ForecastDistribution
 from models.forecasting.features import (
     HEALTH_HISTORY_COLUMNS,
     MODEL_INPUT_COLUMNS,
     build_history_windows,
 )
+from models.forecasting.loader import Forecaster
 from models.forecasting.lstm import save_lstm
 from models.forecasting.pyfunc import (
     LSTM_ARTIFACT,
-    Forecaster,
     ForecastInputError,
     LstmForecastModel,
     coerce_model_input,
@@ -29,6 +30,13 @@ from models.forecasting.pyfunc import (
 )
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_torch_thread")]
+
+
+def _point(output: pd.DataFrame) -> np.ndarray:
+    """The daily point forecast of the contract's output frame, (rows, horizon)."""
+    assert list(output.columns) == list(OUTPUT_COLUMNS)
+    return ForecastDistribution.from_output(output, HORIZON).point
+
 
 WINDOW, HORIZON = 14, 5
 # One epoch on a few hundred windows: these tests check the plumbing, not the quality.
@@ -99,20 +107,20 @@ def test_lstm_trained_on_health_signals_uses_them_as_channels(
 def test_health_model_scores_with_and_without_the_health_arrays(
     with_health: TrainedLstm, rows: pd.DataFrame
 ) -> None:
-    full = with_health.predict(None, rows)
-    bare = with_health.predict(None, rows[list(MODEL_INPUT_COLUMNS)])
+    full = _point(with_health.predict(None, rows))
+    bare = _point(with_health.predict(None, rows[list(MODEL_INPUT_COLUMNS)]))
     assert full.shape == bare.shape == (len(rows), HORIZON)
     assert np.isfinite(full).all() and np.isfinite(bare).all() and (bare >= 0).all()
     # A battery without health values (null arrays) scores as if they were absent.
     nulls = rows.assign(**{c: [None] * len(rows) for c in HEALTH_HISTORY_COLUMNS})
-    assert np.allclose(with_health.predict(None, nulls), bare)
+    assert np.allclose(_point(with_health.predict(None, nulls)), bare)
     # The stream's Arrow path turns a null list into an empty one: also missing.
     empty = rows.assign(**{c: [np.zeros(0)] * len(rows) for c in HEALTH_HISTORY_COLUMNS})
-    assert np.allclose(with_health.predict(None, empty), bare)
+    assert np.allclose(_point(with_health.predict(None, empty)), bare)
     # As does one the stream sends with a single signal missing on one day.
     gap = rows.copy()
     gap.at[0, "resting_voltage_history"] = [None, *gap.at[0, "resting_voltage_history"][1:]]
-    assert np.isfinite(with_health.predict(None, gap)).all()
+    assert np.isfinite(_point(with_health.predict(None, gap))).all()
 
 
 def test_health_arrays_that_break_the_contract_are_refused(
@@ -121,15 +129,15 @@ def test_health_arrays_that_break_the_contract_are_refused(
     short = rows.copy()
     short.at[0, "ambient_temp_c_history"] = short.at[0, "ambient_temp_c_history"][:-1]
     with pytest.raises(ForecastInputError, match="as long as its 'daily_cycles'"):
-        with_health.predict(None, short)
+        _point(with_health.predict(None, short))
     text = rows.assign(resting_voltage_history=[["high"] * WINDOW] * len(rows))
     with pytest.raises(ForecastInputError, match="array of numbers"):
-        with_health.predict(None, text)
+        _point(with_health.predict(None, text))
     infinite = rows.copy()
     days = len(infinite.at[1, "daily_cycles"])
     infinite.at[1, "charge_acceptance_history"] = np.full(days, np.inf)
     with pytest.raises(ForecastInputError, match="finite"):
-        with_health.predict(None, infinite)
+        _point(with_health.predict(None, infinite))
 
 
 def test_models_without_health_channels_ignore_extra_columns(
@@ -142,9 +150,9 @@ def test_models_without_health_channels_ignore_extra_columns(
         FitRequest(readings, window_days=WINDOW, horizon_days=HORIZON)
     )
     for model in (without_health, naive):
-        expected = model.predict(None, bare)
-        assert np.array_equal(model.predict(None, rows), expected)
-        assert np.array_equal(model.predict(None, odd), expected)
+        expected = _point(model.predict(None, bare))
+        assert np.array_equal(_point(model.predict(None, rows)), expected)
+        assert np.array_equal(_point(model.predict(None, odd)), expected)
 
 
 def test_logged_lstm_class_reads_its_channels_and_warns_once_without_them(
@@ -154,13 +162,15 @@ def test_logged_lstm_class_reads_its_channels_and_warns_once_without_them(
     logged = LstmForecastModel()
     logged.load_context(SimpleNamespace(artifacts={LSTM_ARTIFACT: str(folder)}))
     assert logged.extra_inputs == HEALTH_HISTORY_COLUMNS
-    assert np.allclose(logged.predict(None, rows), with_health.predict(None, rows))
+    expected = _point(with_health.predict(None, rows))
+    assert np.allclose(_point(logged.predict(None, rows)), expected)
     forecaster = Forecaster("rnn", "1", "runs:/x/model", logged)
     bare = rows[list(MODEL_INPUT_COLUMNS)]
     with caplog.at_level(logging.WARNING, logger="models.forecasting.pyfunc"):
         first = forecaster.predict(bare)
         second = forecaster.predict(bare)
-    assert np.allclose(first, second) and np.allclose(first, with_health.predict(None, bare))
+    without = _point(with_health.predict(None, bare))
+    assert np.allclose(first, second) and np.allclose(first, without)
     warnings = [r for r in caplog.records if "Scoring without" in r.getMessage()]
     assert len(warnings) == 1
 
