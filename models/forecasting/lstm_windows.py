@@ -19,6 +19,11 @@ Per-timestep channels are the scaled daily cycles, the padding mask, then any
 arrays of `models.forecasting.features`), standardised with statistics frozen at training time. A
 missing value, a null array or an absent column is the training mean (0 once standardised):
 health signals are optional input, so a reading without them still gets a forecast.
+
+`LstmSpec.static_inputs` adds two numbers per window that it cannot show (`static_features`):
+the battery's lifetime mean use (lifetime cycles / age) against the window's, and the
+window's level itself -- a long memory for free. `LstmSpec.quantiles` gives the network
+quantile heads (`models.forecasting.lstm`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import PitstopError
+from models.forecasting.distribution import CUM_LEVELS, DAILY_LEVELS
 from models.forecasting.features import HISTORY_COLUMN, flat_rows
 
 # Below this mean use a window counts as parked; scaling by it keeps the forecast ~0.
@@ -47,6 +53,8 @@ LEGACY_BASELINE = "weekday_median"
 WEEKDAY_WEEKS = 4
 PROFILE_WEEKS = 8
 LEVEL_DAYS = 14
+# Static inputs of the head: log(lifetime mean use / window mean), log(window mean).
+STATIC_FEATURES = 2
 
 
 class LstmError(PitstopError, ValueError):
@@ -67,6 +75,13 @@ class LstmSpec:
     channel_stats: dict[str, tuple[float, float]] = field(default_factory=dict)
     # The weekly pattern the network corrects, one of `BASELINES`.
     baseline: str = DEFAULT_BASELINE
+    # Quantile heads (daily and running-total quantiles) beside the point forecast.
+    quantiles: bool = True
+    daily_levels: tuple[float, ...] = DAILY_LEVELS
+    cum_levels: tuple[float, ...] = CUM_LEVELS
+    # Lifetime mean use and window level as inputs of the head (`static_features`). Off by
+    # default: the level input makes the forecast no longer scale exactly with the window.
+    static_inputs: bool = False
 
     def __post_init__(self) -> None:
         if self.baseline not in BASELINES:
@@ -79,15 +94,31 @@ class LstmSpec:
         """Channels per timestep: scaled cycles, padding mask, extras."""
         return 2 + len(self.extra_channels)
 
+    @property
+    def outputs_per_day(self) -> int:
+        """Head outputs per horizon day: the point, then daily and running-total quantiles."""
+        return 1 + (len(self.daily_levels) + len(self.cum_levels) if self.quantiles else 0)
+
+    @property
+    def static_size(self) -> int:
+        """Numbers beside the last hidden state that the head reads."""
+        return STATIC_FEATURES if self.static_inputs else 0
+
     def to_json(self) -> str:
         """The spec as JSON."""
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> LstmSpec:
-        """A spec from `to_json` output; one saved without a baseline corrects the median."""
+        """A spec from `to_json` output; one saved without a baseline corrects the median, one
+        saved before quantiles and static inputs has neither."""
         raw = json.loads(text)
         raw.setdefault("baseline", LEGACY_BASELINE)
+        raw.setdefault("quantiles", False)
+        raw.setdefault("static_inputs", False)
+        for key in ("daily_levels", "cum_levels"):
+            if key in raw:
+                raw[key] = tuple(raw[key])
         raw["extra_channels"] = tuple(raw.get("extra_channels", ()))
         raw["channel_stats"] = {k: tuple(v) for k, v in raw.get("channel_stats", {}).items()}
         return cls(**raw)
@@ -225,3 +256,14 @@ def encode_windows(
         channels.append(np.nan_to_num((values - mean) / (std or 1.0), nan=0.0))
     baseline = weekly_baseline(scaled, used, spec.horizon_days, spec.baseline)
     return np.stack(channels, axis=-1).astype(np.float32), baseline.astype(np.float32), scale
+
+
+def static_features(frame: pd.DataFrame, scale: np.ndarray) -> np.ndarray:
+    """(n, STATIC_FEATURES) float32: log of the lifetime mean use (lifetime cycles / age in
+    days) over the window's mean (0 for a battery of age 0), and log of the window's mean."""
+    lifetime = pd.to_numeric(frame["lifetime_cycles_used"], errors="coerce").to_numpy(float)
+    age = pd.to_numeric(frame["battery_age_days"], errors="coerce").to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.log(np.maximum(lifetime / age, MIN_SCALE) / scale)
+    ratio = np.where(np.isfinite(ratio) & (age > 0), np.clip(ratio, -3.0, 3.0), 0.0)
+    return np.stack([ratio, np.log(scale)], axis=1).astype(np.float32)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 if TYPE_CHECKING:
-    from models.forecasting.lstm import FitResult
+    from models.forecasting.lstm_fit import FitResult
 
 
 def lstm_loss_figure(fit: FitResult) -> Any:
@@ -20,7 +20,7 @@ def lstm_loss_figure(fit: FitResult) -> Any:
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
     epochs = range(1, len(fit.train_loss) + 1)
     ax.plot(epochs, fit.train_loss, marker="o", label="train")
-    ax.plot(epochs, fit.val_loss, marker="o", label="validation (held-out batteries)")
+    ax.plot(epochs, fit.val_loss, marker="o", label=f"validation ({fit.validation})")
     baseline_label = "validation, weekly baseline alone"
     ax.axhline(fit.baseline_val_loss, color="tab:orange", linestyle=":", label=baseline_label)
     ax.axvline(fit.best_epoch, color="grey", linestyle="--", label=f"best epoch {fit.best_epoch}")
@@ -56,6 +56,34 @@ def compliance_training_figure(history: pd.DataFrame) -> Any:
         ax.legend()
         ax.grid(alpha=0.3)
     fig.suptitle("Component-compliance classifier")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def reliability_figure(reliability: pd.DataFrame, title: str = "Failure risk calibration") -> Any:
+    """Observed failure share against mean predicted risk per risk bin (the diagonal is
+    perfect calibration), with how many readings fell in each bin below."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and CI
+    from matplotlib import pyplot as plt
+
+    used = reliability[reliability["rows"] > 0]
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(5.5, 6), dpi=110, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    top.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
+    top.plot(used["mean_risk"], used["observed"], marker="o", label="this model")
+    top.set_ylabel("share that reached its rating within the horizon")
+    top.set_title(title)
+    top.legend(fontsize="small")
+    top.grid(alpha=0.3)
+    centres = (reliability["low"] + reliability["high"]) / 2
+    bottom.bar(centres, reliability["rows"], width=reliability["high"] - reliability["low"])
+    bottom.set_yscale("log")
+    bottom.set_xlabel("predicted failure risk")
+    bottom.set_ylabel("readings")
     fig.tight_layout()
     plt.close(fig)
     return fig

@@ -12,11 +12,11 @@ import torch
 from models.forecasting.features import build_training_windows
 from models.forecasting.lstm import (
     CycleLstm,
-    fit_lstm,
     load_lstm,
     predict_lstm,
     save_lstm,
 )
+from models.forecasting.lstm_fit import fit_lstm
 from models.forecasting.lstm_windows import (
     DEFAULT_BASELINE,
     LstmError,
