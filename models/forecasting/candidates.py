@@ -4,8 +4,11 @@ Every candidate fits on readings (a fold's history) and returns a `ForecastPytho
 forecasts from the window it is given at predict time, so any of them can be the champion:
 
 statsforecast's models, mlforecast + LightGBM and Pitstop's LSTM (fitted with the same code
-as `pitstop train rnn`, health signal histories included when the readings carry them); the
-fitted forms are in `models.forecasting.forecasters`.
+as `pitstop train rnn`, health signal histories included when the readings carry them), and
+the cycle rule (`models.forecasting.rule`); the fitted forms are in
+`models.forecasting.forecasters`. Every fit leaves its model with quantiles: per-window
+models get bands measured on the history's recent past, LightGBM its quantile models, the
+LSTM its quantile heads.
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 
 from core.errors import PitstopError
+from models.forecasting.bands import ResidualBands, backtest_windows, window_scale
 from models.forecasting.features import build_training_windows, daily_series, health_channels
 from models.forecasting.forecasters import (
     SEASON,
@@ -29,13 +32,7 @@ from models.forecasting.forecasters import (
     StatsForecastModel,
     TrainedLstm,
 )
-from models.forecasting.pyfunc import (
-    ForecastPythonModel,
-    forecast_input_example,
-    forecast_requirements,
-    forecast_signature,
-    log_lstm_model,
-)
+from models.forecasting.pyfunc import ForecastPythonModel, log_lstm_model, log_pyfunc
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +50,12 @@ class FitRequest:
     horizon_days: int = 30
     time_budget_s: float | None = None
     seed: int = 0
+    # The alert objective a candidate that tunes its own alerts (the rule) tunes for.
+    alert_precision: float = 0.97
+    alert_within_days: int = 30
+    # A global model that validates on the history's last weeks (the LSTM) learns only from
+    # days up to this one and validates after it; default: its own `time_validation_start`.
+    val_since: pd.Timestamp | None = None
 
 
 @dataclass(frozen=True)
@@ -69,12 +72,26 @@ class Candidate:
 
 def _statsforecast(model_factory: Callable[[], Any], min_days: int) -> Callable[[FitRequest], Any]:
     def fit(request: FitRequest) -> ForecastPythonModel:
-        # Nothing global to learn: the model is fitted on each window when forecasting.
-        return StatsForecastModel(
+        # Nothing global to learn -- the model is fitted on each window when forecasting --
+        # but its bands: forecasts of recent past windows against what followed.
+        model = StatsForecastModel(
             model_factory(), min_days, request.window_days, request.horizon_days
         )
+        windows, futures = backtest_windows(
+            request.history,
+            request.window_days,
+            request.horizon_days,
+            max_windows=STATS_BACKTEST_WINDOWS,
+            seed=request.seed,
+        )
+        model.bands = ResidualBands.fit(model.forecast(windows), futures, window_scale(windows))
+        return model
 
     return fit
+
+
+# Past windows a per-window model's bands are measured on (each one is a refit).
+STATS_BACKTEST_WINDOWS = 400
 
 
 LIGHTGBM_PARAMS: dict[str, Any] = {
@@ -91,6 +108,8 @@ def _fit_lightgbm(request: FitRequest) -> ForecastPythonModel:
     from mlforecast import MLForecast
     from mlforecast.lag_transforms import RollingMean, SeasonalRollingMean
     from mlforecast.target_transforms import LocalStandardScaler
+
+    from models.forecasting.lgbm_quantiles import fit_quantile_boosters
 
     dense = daily_series(request.history)
     frame = pd.DataFrame(
@@ -126,7 +145,12 @@ def _fit_lightgbm(request: FitRequest) -> ForecastPythonModel:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         forecaster.fit(frame, static_features=[], cache_train_df=False)
-    return MlForecastModel(forecaster, request.window_days, request.horizon_days)
+    model = MlForecastModel(forecaster, request.window_days, request.horizon_days)
+    windows, futures = build_training_windows(
+        request.history, request.window_days, request.horizon_days
+    )
+    model.boosters = fit_quantile_boosters(windows, futures, seed=request.seed)
+    return model
 
 
 LSTM_FIT: dict[str, Any] = {
@@ -138,13 +162,13 @@ LSTM_FIT: dict[str, Any] = {
 }
 LSTM_FOLD_BUDGET_S = 90.0
 # Options of the LSTM candidate that are not `fit_lstm` arguments.
-_LSTM_OWN_OPTIONS = ("time_budget_s", "health_signals")
+_LSTM_OWN_OPTIONS = ("time_budget_s", "health_signals", "time_validation")
 
 
 def _fit_lstm(request: FitRequest, options: dict[str, Any]) -> ForecastPythonModel:
     import torch
 
-    from models.forecasting.lstm import fit_lstm
+    from models.forecasting.lstm_fit import fit_lstm, time_validation_start
     from models.forecasting.lstm_windows import LstmSpec
 
     windows, futures = build_training_windows(
@@ -159,6 +183,10 @@ def _fit_lstm(request: FitRequest, options: dict[str, Any]) -> ForecastPythonMod
     budget = options.get("time_budget_s", LSTM_FOLD_BUDGET_S)
     if request.time_budget_s is not None:
         budget = min(budget, request.time_budget_s)
+    # Judged on the history's last weeks, as it will be used: days it has not seen.
+    val_since = request.val_since
+    if val_since is None and options.get("time_validation", True):
+        val_since = time_validation_start(request.history["date"], request.horizon_days)
     previous = torch.get_num_threads()
     # One thread, as `pitstop train rnn`: two threads on two shared cores ran 6x slower.
     torch.set_num_threads(1)
@@ -168,6 +196,7 @@ def _fit_lstm(request: FitRequest, options: dict[str, Any]) -> ForecastPythonMod
             futures,
             spec,
             **{k: v for k, v in options.items() if k not in _LSTM_OWN_OPTIONS},
+            val_since=val_since,
             time_budget_s=max(1.0, budget),
             seed=request.seed,
         )
@@ -179,7 +208,8 @@ def _fit_lstm(request: FitRequest, options: dict[str, Any]) -> ForecastPythonMod
 def lstm_candidate(**options: Any) -> Candidate:
     """Pitstop's LSTM; `options` override `fit_lstm` settings (e.g. epochs, max_windows).
 
-    `health_signals=False` trains without the health signal histories even when present.
+    `health_signals=False` trains without the health signal histories even when present;
+    `time_validation=False` holds out batteries instead of the history's last weeks.
     """
     settings = {
         **LSTM_FIT,
@@ -259,11 +289,30 @@ def default_candidates() -> list[Candidate]:
     lightgbm = Candidate(
         name="lightgbm",
         library="mlforecast + lightgbm",
-        description="one global LightGBM on lags and rolling means, recursive",
+        description="one global LightGBM on lags and rolling means, recursive; quantile "
+        "LightGBMs beside it",
         fit=_fit_lightgbm,
         params={**LIGHTGBM_PARAMS, "lags": ",".join(map(str, LIGHTGBM_LAGS))},
     )
-    return [*baselines, *statistical, lightgbm, lstm_candidate()]
+    return [*baselines, rule_candidate(), *statistical, lightgbm, lstm_candidate()]
+
+
+def rule_candidate() -> Candidate:
+    """The cycle rule, N and T tuned on each fold's history; it always runs, as a baseline."""
+    from models.forecasting.rule import ALERT_DAYS, MEAN_DAYS, fit_rule
+
+    return Candidate(
+        name="rule",
+        library="Pitstop",
+        description="remaining cycles / mean daily cycles of the last N days <= T days, "
+        "N and T tuned; a flat forecast at that mean",
+        fit=fit_rule,
+        params={
+            "mean_days": ",".join(map(str, MEAN_DAYS)),
+            "alert_days": f"{ALERT_DAYS[0]}..{ALERT_DAYS[-1]}",
+        },
+        baseline=True,
+    )
 
 
 def select_candidates(names: Sequence[str] | None, **lstm_options: Any) -> list[Candidate]:
@@ -283,40 +332,20 @@ def select_candidates(names: Sequence[str] | None, **lstm_options: Any) -> list[
 
 
 def log_forecaster(python_model: ForecastPythonModel, name: str = "model") -> Any:
-    """Log a fitted candidate in the active run as a contract pyfunc; returns MLflow's ModelInfo."""
+    """Log a fitted candidate in the active run as a contract pyfunc (with its calibration and
+    alert threshold, when it has them); returns MLflow's ModelInfo."""
     if isinstance(python_model, TrainedLstm):
         with tempfile.TemporaryDirectory() as workdir:
-            return log_lstm_model(python_model.model, python_model.spec, workdir, name=name)
-    import lightgbm
-    import mlforecast
-    import statsforecast
+            return log_lstm_model(
+                python_model.model, python_model.spec, workdir, name=name, calibration=python_model
+            )
+    from importlib.metadata import version
 
-    pins = {
-        "statsforecast": statsforecast.__version__,
-        "mlforecast": mlforecast.__version__,
-        "lightgbm": lightgbm.__version__,
-    }
-    pyfunc_log = logging.getLogger("mlflow.pyfunc")
-    quiet = _SkipPrefix("Passing a Python object as `python_model`")
-    # The class is pickled by reference to this installed module; the models-from-code
-    # advice does not apply, so keep it out of every sweep's output.
-    pyfunc_log.addFilter(quiet)
-    try:
-        return mlflow.pyfunc.log_model(
-            name=name,
-            python_model=python_model,
-            signature=forecast_signature(python_model.horizon_days),
-            input_example=forecast_input_example(python_model.window_days),
-            pip_requirements=forecast_requirements(**pins),
-        )
-    finally:
-        pyfunc_log.removeFilter(quiet)
-
-
-class _SkipPrefix(logging.Filter):
-    def __init__(self, prefix: str) -> None:
-        super().__init__()
-        self._prefix = prefix
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self._prefix)
+    pins = {p: version(p) for p in ("statsforecast", "mlforecast", "lightgbm", "scikit-learn")}
+    return log_pyfunc(
+        python_model,
+        name,
+        horizon_days=python_model.horizon_days,
+        window_days=python_model.window_days,
+        pins=pins,
+    )

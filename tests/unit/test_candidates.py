@@ -14,6 +14,7 @@ from models.forecasting.candidates import (
     default_candidates,
     select_candidates,
 )
+from models.forecasting.distribution import OUTPUT_COLUMNS, ForecastDistribution
 from models.forecasting.pyfunc import ForecastPythonModel, forecast_input_example
 
 pytestmark = pytest.mark.unit
@@ -21,6 +22,12 @@ pytestmark = pytest.mark.unit
 # Tiny settings: these tests check the contract, the benchmark checks quality.
 FAST_LSTM = {"epochs": 1, "max_windows": 200, "max_val_windows": 100, "time_budget_s": 10.0}
 NAMES = [c.name for c in default_candidates()]
+
+
+def _point(output: pd.DataFrame) -> np.ndarray:
+    """The daily point forecast of the contract's output frame, (rows, horizon)."""
+    assert list(output.columns) == list(OUTPUT_COLUMNS)
+    return ForecastDistribution.from_output(output, 30).point
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +55,14 @@ def test_candidate_forecasts_n_by_30_from_any_window(name: str, history: pd.Data
     model = candidate.fit(FitRequest(history, time_budget_s=10.0))
     assert isinstance(model, ForecastPythonModel)
     windows = _windows()
-    forecast = model.predict(None, windows)  # the pyfunc entry point, contract checks included
+    forecast = _point(
+        model.predict(None, windows)
+    )  # the pyfunc entry point, contract checks included
     assert forecast.shape == (len(windows), 30) and forecast.dtype == np.float64
     assert np.isfinite(forecast).all() and (forecast >= 0).all()
     # A normal week's use forecasts a normal level, not zero or a runaway.
     assert 0.2 < forecast[0].mean() < 3.0
-    assert model.predict(None, windows.iloc[0:0]).shape == (0, 30)
+    assert _point(model.predict(None, windows.iloc[0:0])).shape == (0, 30)
 
 
 def test_statsforecast_short_windows_take_the_fallback_chain() -> None:
