@@ -148,6 +148,12 @@ class ForecastConfig(_Strict):
     horizon_days: int = Field(30, ge=1)
     alert_within_days: int = Field(30, ge=1)
     alert_margin_days: int = Field(3, ge=0)
+    # Precision of first alerts a model's risk threshold is calibrated to (training).
+    alert_precision: float = Field(0.97, gt=0.0, le=1.0)
+    # What training reads of a Delta telemetry table: each battery's last days, and at most
+    # this many batteries (a seeded sample) -- bounded however much the stream has stored.
+    training_days: int = Field(400, ge=60)
+    training_batteries: int = Field(5000, ge=2)
     model: str = "battery-cycles-rnn"
     shadow_models: list[str] = Field(default_factory=list)
 

@@ -96,6 +96,7 @@ def train_rnn_command(
         f"Holdout NRMSE {nrmse:.4f}{versus} (weekly baseline "
         f"{result.metrics['baseline_nrmse']:.4f}); trained in {result.seconds:.0f}s"
     )
+    _print_alerts(result.metrics, result.alert_threshold, cfg.forecast.alert_precision)
     _print_promotion(result.promoted, result.champion_version, cfg.mlflow.alias)
 
 
@@ -184,6 +185,7 @@ def train_automl_command(
         f"{result.version}; last-fold NRMSE {holdout:.4f}{versus}"
     )
     forced = " (forced)" if force and result.champion_version else ""
+    _print_alerts(result.metrics, result.alert_threshold, cfg.forecast.alert_precision)
     _print_promotion(result.promoted, result.champion_version, cfg.mlflow.alias, forced)
 
 
@@ -216,6 +218,32 @@ def train_compliance_command(
         f"trained in {result.seconds:.0f} s"
     )
     console.print(f"MLflow run ID: {result.run_id}")
+
+
+def _print_alerts(metrics: dict[str, float], threshold: float | None, target: float) -> None:
+    """The version's alert threshold, and its alerts beside the rule's on validation."""
+    if threshold is None:
+        console.print(
+            "No failure risk: the validation period holds no failure to calibrate on; alerts "
+            "follow the forecast's running sum."
+        )
+        return
+    console.print(
+        f"Alerts open at a failure risk of {threshold:.3f} (precision "
+        f"{metrics.get('val_alert_precision', float('nan')):.3f} on validation, target "
+        f"{target:.2f}; risk ECE {metrics.get('val_risk_ece', float('nan')):.3f})"
+    )
+    parts = []
+    for who, key in (("model", "model"), ("tuned cycle rule", "rule")):
+        recall = metrics.get(f"val_{key}_alert_recall")
+        if recall is not None:
+            parts.append(
+                f"{who}: recall {recall:.3f}, precision "
+                f"{metrics.get(f'val_{key}_alert_precision', float('nan')):.3f}, median lead "
+                f"{metrics.get(f'val_{key}_alert_median_lead_days', float('nan')):.0f} days"
+            )
+    if parts:
+        console.print("Validation alerts (cross-fitted) -- " + "; ".join(parts))
 
 
 def _print_promotion(
@@ -257,13 +285,17 @@ def _sweep_progress(candidates: int, folds: int) -> Iterator[tuple[Any, Any]]:
 
 def _leaderboard_table(board: pd.DataFrame) -> Table:
     table = Table(
-        title="AutoML leaderboard (mean over CV folds)",
-        caption="* baseline; s/1k: seconds to forecast 1,000 windows",
+        title="AutoML leaderboard (ranked on alerts, then NRMSE; means over CV folds)",
+        caption="* baseline; recall/prec./lead: first alerts of the folds' periods at the "
+        "calibrated threshold (each half of the batteries judged with the other's); "
+        "s/1k: seconds to forecast 1,000 windows",
         box=box.SIMPLE_HEAD,
     )
     table.add_column("#", justify="right")
     table.add_column("candidate", no_wrap=True)
-    for metric in ("NRMSE", "MAE", "sMAPE", "MASE", "fit s", "s/1k"):
+    for metric in ("recall", "prec.", "lead d", "ECE", "NRMSE", "MAE", "sMAPE", "MASE"):
+        table.add_column(metric, justify="right", no_wrap=True)
+    for metric in ("fit s", "s/1k"):
         table.add_column(metric, justify="right", no_wrap=True)
     table.add_column("status")
 
@@ -274,6 +306,10 @@ def _leaderboard_table(board: pd.DataFrame) -> Table:
         table.add_row(
             str(row.rank) if pd.notna(row.rank) else "",
             row.candidate + ("*" if row.baseline else ""),
+            number(row.alert_recall, 3),
+            number(row.alert_precision, 3),
+            number(row.alert_lead_days, 0),
+            number(row.risk_ece, 3),
             number(row.cv_nrmse),
             number(row.cv_mae),
             number(row.cv_smape, 2),

@@ -1,5 +1,11 @@
 """The AutoML sweep: every candidate on the same rolling-origin folds, under exit criteria.
 
+Each candidate's model of a fold forecasts the fold's horizon (NRMSE and friends) and, given
+an `AlertJudge`, scores the failure risk of every reading of the fold's period -- the days
+until the next fold's fit -- which, pooled over the folds, gives its alert quality
+(`calibration.crossfit_alerts`). The best candidate is chosen on alert quality first -- the
+target precision reached, then recall, then median lead -- and then on NRMSE (`best`).
+
 Candidates run cheapest first. Exit criteria, as Azure ML's automated ML has them:
 - time budget: no fold starts once the budget is spent, and a fold whose forecasts would
   run past it stops between chunks of windows; an unfinished candidate is not ranked.
@@ -14,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -52,6 +58,9 @@ class CandidateResult:
     windows: int = 0
     last_model: ForecastPythonModel | None = None
     last_forecast: np.ndarray | None = None
+    # Raw risks of each fold's period, and the alert quality they give (crossfit).
+    risk_tables: list[pd.DataFrame] = field(default_factory=list)
+    alerts: dict[str, float] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -83,15 +92,59 @@ class SweepResult:
     results: list[CandidateResult]
     stopped_reason: str
     seconds: float
+    alert_precision: float | None = None
 
     def best(self) -> CandidateResult:
-        """The finished candidate with the lowest mean NRMSE."""
+        """The finished candidate with the best alerts (`selection_key`), then lowest NRMSE."""
         ranked = [r for r in self.results if r.ranked]
         if not ranked:
             raise AutomlError(
                 "No candidate finished its folds; raise --time-budget or check the log."
             )
-        return min(ranked, key=lambda r: r.mean_metrics()[PRIMARY_METRIC])
+        return min(ranked, key=lambda r: selection_key(r, self.alert_precision))
+
+
+def selection_key(result: CandidateResult, target_precision: float | None) -> tuple:
+    """Sort key of a candidate (lower is better): alert quality when judged -- the target
+    precision reached, recall (to 0.01), median lead (whole days) -- then mean NRMSE."""
+    nrmse = result.mean_metrics()[PRIMARY_METRIC]
+    alerts = result.alerts
+    if target_precision is None or not alerts:
+        return (1, 0, 0.0, 0.0, nrmse)
+    reached = bool(np.nan_to_num(alerts.get("precision", np.nan)) >= target_precision)
+    recall = round(float(np.nan_to_num(alerts.get("recall", np.nan))), 2)
+    lead = round(float(np.nan_to_num(alerts.get("median_lead_days", np.nan))))
+    return (0, -int(reached), -recall, -lead, nrmse)
+
+
+@dataclass(frozen=True)
+class AlertJudge:
+    """What a sweep needs to judge candidates' alerts: the readings (failures are read from
+    them) and the objective."""
+
+    readings: pd.DataFrame
+    target_precision: float
+    within_days: int = 30
+
+    def __call__(self, tables: list[pd.DataFrame]) -> dict[str, float]:
+        """Cross-fitted alert quality and ECE of the pooled period risks; {} when the periods
+        hold no failure to judge by."""
+        from models.forecasting.calibration import crossfit_alerts
+        from models.forecasting.risk import RiskError
+
+        table = pd.concat(tables, ignore_index=True)
+        if table.empty:
+            return {}
+        try:
+            return crossfit_alerts(
+                table,
+                self.readings,
+                target_precision=self.target_precision,
+                within_days=self.within_days,
+            )
+        except RiskError as exc:
+            log.warning("Alerts not judged: %s", exc)
+            return {}
 
 
 OnFold = Callable[[CandidateResult, int], None]
@@ -104,9 +157,11 @@ def evaluate_candidate(
     deadline: float | None = None,
     seed: int = 0,
     on_fold: OnFold | None = None,
+    judge: AlertJudge | None = None,
 ) -> CandidateResult:
-    """Fit on each fold's history, forecast its windows and score them, until `deadline`
-    (a `time.monotonic()` value; baselines ignore it)."""
+    """Fit on each fold's history, forecast its windows and score them (and, with a `judge`,
+    the risks of its period), until `deadline` (a `time.monotonic()` value; baselines
+    ignore it)."""
     result = CandidateResult(candidate=candidate)
     fold_seconds: list[float] = []
     try:
@@ -117,31 +172,64 @@ def evaluate_candidate(
             started = time.monotonic()
             remaining = None if deadline is None else max(0.0, deadline - started)
             fold_budget = None if remaining is None else remaining / (len(folds) - index)
-            model = candidate.fit(FitRequest(fold.history, time_budget_s=fold_budget, seed=seed))
+            request = FitRequest(fold.history, time_budget_s=fold_budget, seed=seed)
+            if judge is not None:
+                request = replace(
+                    request,
+                    alert_precision=judge.target_precision,
+                    alert_within_days=judge.within_days,
+                )
+            model = candidate.fit(request)
             fitted = time.monotonic()
-            forecast = _forecast(
-                model, model_inputs(fold), None if candidate.baseline else deadline
-            )
+            limit = None if candidate.baseline else deadline
+            forecast = _forecast(model, model_inputs(fold), limit)
+            table = _period_risks(model, fold, limit) if judge is not None else None
             done = time.monotonic()
-            if forecast is None:
+            if forecast is None or (judge is not None and table is None):
                 result.status = STOPPED
                 break
-            result.fit_seconds += fitted - started
+            _record(result, model, forecast, score_fold(fold, forecast), fitted - started)
             result.predict_seconds += done - fitted
-            result.windows += len(forecast)
-            result.fold_metrics.append(score_fold(fold, forecast))
+            if table is not None:
+                result.risk_tables.append(table)
             fold_seconds.append(done - started)
-            result.last_model, result.last_forecast = model, forecast
             if on_fold is not None:
                 on_fold(result, index + 1)
         else:
             result.status = DONE
+            if judge is not None:
+                result.alerts = judge(result.risk_tables)
     except Exception as exc:  # one broken candidate must not end the sweep
         log.warning("Candidate %s failed: %s", candidate.name, exc, exc_info=True)
         result.status, result.reason = FAILED, str(exc).splitlines()[0][:200] if str(exc) else ""
     if result.status != DONE:
         result.last_model = result.last_forecast = None
     return result
+
+
+def _record(
+    result: CandidateResult,
+    model: ForecastPythonModel,
+    forecast: np.ndarray,
+    metrics: dict[str, float],
+    fit_seconds: float,
+) -> None:
+    result.fit_seconds += fit_seconds
+    result.windows += len(forecast)
+    result.fold_metrics.append(metrics)
+    result.last_model, result.last_forecast = model, forecast
+
+
+def _period_risks(
+    model: ForecastPythonModel, fold: CvFold, deadline: float | None
+) -> pd.DataFrame | None:
+    """The model's raw risks of the fold's period; None when the deadline passes first."""
+    from models.forecasting.calibration import period_risks
+
+    if fold.period is None:
+        return pd.DataFrame(columns=["battery_id", "date", "raw_risk"])
+    check = None if deadline is None else (lambda: time.monotonic() >= deadline)
+    return period_risks(model, fold.period, check)
 
 
 def _out_of_time(deadline: float | None, fold_seconds: list[float]) -> bool:
@@ -177,6 +265,7 @@ def run_sweep(
     seed: int = 0,
     on_fold: OnFold | None = None,
     on_candidate: OnCandidate | None = None,
+    judge: AlertJudge | None = None,
 ) -> SweepResult:
     """Evaluate `candidates` in order on `folds` under the exit criteria (module docstring).
 
@@ -196,7 +285,9 @@ def run_sweep(
         if stopped is not None and not candidate.baseline:
             results.append(CandidateResult(candidate=candidate, reason=stopped))
             continue
-        result = evaluate_candidate(candidate, folds, deadline, seed=seed, on_fold=on_fold)
+        result = evaluate_candidate(
+            candidate, folds, deadline, seed=seed, on_fold=on_fold, judge=judge
+        )
         results.append(result)
         if on_candidate is not None:
             on_candidate(result)
@@ -208,7 +299,8 @@ def run_sweep(
     reason = stopped or "all candidates ran"
     seconds = time.monotonic() - started
     log.info("Sweep ended (%s) after %.1fs", reason, seconds)
-    return SweepResult(results=results, stopped_reason=reason, seconds=seconds)
+    target = None if judge is None else judge.target_precision
+    return SweepResult(results, reason, seconds, alert_precision=target)
 
 
 def _exit_reason(
@@ -230,12 +322,20 @@ def _exit_reason(
     return None
 
 
+# Alert quality of a candidate (its `alerts`) -> leaderboard column.
+ALERT_COLUMNS = {
+    "recall": "alert_recall",
+    "precision": "alert_precision",
+    "median_lead_days": "alert_lead_days",
+    "ece": "risk_ece",
+}
 LEADERBOARD_COLUMNS: tuple[str, ...] = (
     "rank",
     "candidate",
     "library",
     "status",
     *(f"cv_{m}" for m in METRICS),
+    *ALERT_COLUMNS.values(),
     "folds_done",
     "fit_seconds",
     "predict_s_per_1k",
@@ -245,9 +345,10 @@ LEADERBOARD_COLUMNS: tuple[str, ...] = (
 
 
 def leaderboard(sweep: SweepResult) -> pd.DataFrame:
-    """One row per candidate, ranked by mean NRMSE; unfinished ones last, without a rank."""
+    """One row per candidate, ranked as `SweepResult.best` chooses (alerts, then NRMSE);
+    unfinished ones last, without a rank."""
     rows = []
-    for result in sweep.results:
+    for order, result in enumerate(sweep.results):
         means = result.mean_metrics()
         status = result.status if not result.reason else f"{result.status}: {result.reason}"
         rows.append(
@@ -256,18 +357,21 @@ def leaderboard(sweep: SweepResult) -> pd.DataFrame:
                 "library": result.candidate.library,
                 "status": status,
                 **{f"cv_{m}": means[m] for m in METRICS},
+                **{c: result.alerts.get(k, np.nan) for k, c in ALERT_COLUMNS.items()},
                 "folds_done": len(result.fold_metrics),
                 "fit_seconds": round(result.fit_seconds, 2),
                 "predict_s_per_1k": round(result.predict_s_per_1k, 3),
                 "baseline": result.candidate.baseline,
                 "description": result.candidate.description,
                 "_ranked": result.ranked,
+                "_key": (
+                    selection_key(result, sweep.alert_precision) if result.ranked else (2, order)
+                ),
             }
         )
     frame = pd.DataFrame(rows)
-    frame = frame.sort_values(
-        ["_ranked", f"cv_{PRIMARY_METRIC}"], ascending=[False, True], na_position="last"
-    ).reset_index(drop=True)
+    frame = frame.iloc[sorted(range(len(frame)), key=lambda i: frame["_key"].iloc[i])]
+    frame = frame.reset_index(drop=True)
     ranks = np.where(frame["_ranked"], np.arange(1, len(frame) + 1), 0)
     frame.insert(0, "rank", pd.array(np.where(ranks > 0, ranks, None), dtype="Int64"))
     return frame[list(LEADERBOARD_COLUMNS)]

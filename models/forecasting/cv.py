@@ -18,10 +18,58 @@ import numpy as np
 import pandas as pd
 
 from core.errors import PitstopError
-from models.forecasting.features import build_history_windows, daily_series, model_input_columns
+from models.forecasting.features import (
+    HISTORY_COLUMN,
+    build_history_windows,
+    daily_series,
+    model_input_columns,
+)
 from models.forecasting.metrics import forecast_metrics, seasonal_naive_scale
 
 METRICS: tuple[str, ...] = ("nrmse", "mae", "smape", "mase")
+
+
+# Readings whose remaining cycles exceed this many times the horizon of their window's
+# busiest day cannot plausibly fail in time: they are not scored for the risk, which is 0
+# (a forecast would need over 3x the window's maximum daily use, every day, to fail).
+PLAUSIBLE_FACTOR = 3.0
+
+
+@dataclass(frozen=True)
+class PeriodRows:
+    """The readings of a period: `keys` (battery_id, date) of every one, and the model input
+    `rows` of those that could plausibly fail within the horizon, at positions `scored`."""
+
+    keys: pd.DataFrame
+    rows: pd.DataFrame
+    scored: np.ndarray
+
+
+def period_rows(
+    readings: pd.DataFrame,
+    since: pd.Timestamp,
+    until: pd.Timestamp,
+    window_days: int,
+    within_days: int = 30,
+) -> PeriodRows:
+    """The readings in (since, until], each with its own window of the readings up to it."""
+    dates = pd.to_datetime(readings["date"])
+    upto = readings[dates <= until]
+    wanted = upto.loc[pd.to_datetime(upto["date"]) > since, ["battery_id", "date"]]
+    rows = build_history_windows(upto, window_days, wanted).reset_index(drop=True)
+    keys = pd.DataFrame(
+        {
+            "battery_id": rows["battery_id"].astype(str).to_numpy(),
+            "date": pd.to_datetime(rows["date"]).to_numpy(),
+        }
+    )
+    busiest = np.array(
+        [np.nanmax(h) if np.isfinite(h).any() else 0.0 for h in rows[HISTORY_COLUMN]]
+    )
+    remaining = (rows["battery_rated_cycles"] - rows["lifetime_cycles_used"]).to_numpy(float)
+    scored = np.flatnonzero(remaining <= PLAUSIBLE_FACTOR * within_days * busiest)
+    inputs = rows.iloc[scored].drop(columns=["battery_id", "date"]).reset_index(drop=True)
+    return PeriodRows(keys, inputs, scored)
 
 
 class CvError(PitstopError, ValueError):
@@ -38,6 +86,9 @@ class CvFold:
     inputs: pd.DataFrame  # contract rows (plus battery_id and date = the forecast's base day)
     actual: np.ndarray  # (len(inputs), horizon), NaN where no reading
     mase_scale: float
+    # The readings in (origin, origin + horizon]: what a model fitted at the origin would
+    # score until the next fit, for its failure risk and alerts.
+    period: PeriodRows | None = None
 
     @property
     def horizon(self) -> int:
@@ -135,6 +186,7 @@ def _fold(
             f"fold {number} ({origin.date()}); lower --cv or --horizon."
         )
     history = readings[pd.to_datetime(readings["date"]) <= origin].reset_index(drop=True)
+    period = period_rows(readings, origin, origin + pd.Timedelta(days=horizon), window_days)
     targets = pd.DataFrame({"battery_id": base.index, "date": base.to_numpy()})
     inputs = build_history_windows(history, window_days, targets).reset_index(drop=True)
     actual = _actuals(observed, inputs, horizon)
@@ -149,6 +201,7 @@ def _fold(
         inputs=inputs,
         actual=actual,
         mase_scale=seasonal_naive_scale(series),
+        period=period,
     )
 
 

@@ -283,9 +283,22 @@ def forecast_failure_days(
     forecast = np.asarray(forecast, dtype=np.float64)
     if forecast.ndim != 2:
         raise FeatureError(f"forecast must be a 2-D (rows, horizon) array, got {forecast.ndim}-D.")
+    return failure_days_from_totals(
+        lifetime_cycles_used, battery_rated_cycles, np.cumsum(forecast, axis=1)
+    )
+
+
+def failure_days_from_totals(
+    lifetime_cycles_used: np.ndarray,
+    battery_rated_cycles: np.ndarray,
+    totals: np.ndarray,
+) -> np.ndarray:
+    """`forecast_failure_days` from running totals (rows, horizon) -- e.g. the median of a
+    forecaster's running-total quantiles -- rather than daily cycles."""
+    totals = np.asarray(totals, dtype=np.float64)
     lifetime = np.asarray(lifetime_cycles_used, dtype=np.float64)
     rated = np.asarray(battery_rated_cycles, dtype=np.float64)
-    reached = (lifetime[:, None] + np.cumsum(forecast, axis=1)) >= rated[:, None]
+    reached = (lifetime[:, None] + totals) >= rated[:, None]
     first = np.argmax(reached, axis=1).astype(np.float64) + 1.0
     days = np.where(reached.any(axis=1), first, np.nan)
     return np.where(lifetime >= rated, 0.0, days)

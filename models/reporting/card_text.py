@@ -63,10 +63,12 @@ def render_model_card(
     horizon_days: int = 30,
     alert_within_days: int = 30,
     extra_inputs: Sequence[str] = (),
+    alerts: Mapping[str, Any] | None = None,
 ) -> str:
     """The model card as Markdown (pure: no MLflow).
 
-    `extra_inputs` are the optional health signal histories the model reads.
+    `extra_inputs` are the optional health signal histories the model reads; `alerts` (see
+    `_alerts_section`) describes its failure risk and alerts beside the cycle rule's.
     """
     if "nrmse" not in metrics:
         raise ModelCardError("A model card needs the model's holdout 'nrmse' metric.")
@@ -117,11 +119,7 @@ def render_model_card(
         "",
         "## How alerts are derived",
         "",
-        f"For each new reading, the forecast days are added one by one to the cycles already "
-        f"used. If the total reaches the battery's rated cycles within {alert_within_days} "
-        "days, the battery gets an alert whose predicted failure date is the first day the "
-        "total reaches the rating. A battery has at most one open alert; each alert records "
-        "this model's name and version.",
+        *_alerts_section(alerts, alert_within_days),
         "",
         "## Intended use",
         "",
@@ -136,6 +134,60 @@ def render_model_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def _alerts_section(alerts: Mapping[str, Any] | None, within: int) -> list[str]:
+    """How alerts follow: from the calibrated risk when the model has one, with its
+    threshold, calibration, reliability plot and alert quality beside the cycle rule's
+    (`alerts`: threshold, target_precision, calibration, ece, period, reliability_png, and
+    `rows`: name -> recall, precision, median_lead_days); else the forecast's running sum."""
+    if not alerts:
+        return [
+            f"For each new reading, the forecast days are added one by one to the cycles "
+            f"already used. If the total reaches the battery's rated cycles within {within} "
+            "days, the battery gets an alert whose predicted failure date is the first day the "
+            "total reaches the rating. A battery has at most one open alert; each alert "
+            "records this model's name and version.",
+        ]
+    lines = [
+        f"For each new reading the model also gives the chance that the battery reaches its "
+        f"rated cycles within {within} days (its *failure risk*), read from its forecast of "
+        f"the total cycles of those days and calibrated on readings it had not learnt from "
+        f"({alerts.get('calibration', 'Platt')} scaling). An alert opens when the risk reaches "
+        f"**{alerts['threshold']:.3f}**: the lowest level at which at least "
+        f"{100 * alerts['target_precision']:.0f}% of the first alerts of the validation "
+        f"period were right (the battery failed within {within} days). A battery has at most "
+        "one open alert; each alert records the risk and this model's name and version.",
+        "",
+        f"Expected calibration error of the risk: {_number(alerts.get('ece'))} (0 is "
+        "perfect: among readings given a 20% risk, 20% failed in time).",
+    ]
+    rows = alerts.get("rows") or {}
+    if rows:
+        lines += [
+            "",
+            f"Alerts on {alerts.get('period', 'the validation period')} -- each half of the "
+            "batteries alerted with the threshold (or the rule's N and T) chosen on the other "
+            "half, so neither judges its own data:",
+            "",
+            "| | batteries alerted before they failed (recall) | alerts that were right "
+            "(precision) | median warning (days) |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, values in rows.items():
+            lines.append(
+                f"| {name} | {_share(values.get('recall'))} | "
+                f"{_share(values.get('precision'))} | {_number(values.get('median_lead_days'))} |"
+            )
+    if alerts.get("reliability_png"):
+        lines += ["", f"![How well the risk is calibrated]({alerts['reliability_png']})"]
+    return lines
+
+
+def _share(value: float | None) -> str:
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{100 * value:.1f}%"
 
 
 def registry_description(card: str, run_id: str) -> str:

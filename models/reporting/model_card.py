@@ -56,6 +56,7 @@ def log_model_card(
     horizon_days: int = 30,
     alert_within_days: int = 30,
     extra_inputs: Sequence[str] = (),
+    alerts: Mapping[str, Any] | None = None,
 ) -> str:
     """Write the card, log it as the run's `model_card.md` and make it the version's description.
 
@@ -79,6 +80,7 @@ def log_model_card(
         horizon_days=horizon_days,
         alert_within_days=alert_within_days,
         extra_inputs=extra_inputs,
+        alerts=alerts,
     )
     client = MlflowClient()
     try:
@@ -128,13 +130,15 @@ def document_forecaster(
     limits: Sequence[str] = DEFAULT_LIMITS,
     max_rows: int = 300,
     extra_inputs: Sequence[str] = (),
+    alerts: Mapping[str, Any] | None = None,
 ) -> str:
     """Explain a registered forecaster on its holdout and log its model card; returns the card.
 
     `metrics` are the model's holdout metrics without prefix (nrmse, mae, ...); the seasonal
     naive baseline is scored on the same holdout and added to `baselines` (also logged as
     `seasonal_naive_*` metrics). Works for any forecaster of the contract; `extra_inputs`
-    (the optional health arrays the model reads) are explained and listed on the card.
+    (the optional health arrays the model reads) are explained and listed on the card;
+    `alerts` describes its risk calibration and alerts beside the cycle rule's.
     """
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
@@ -184,4 +188,5 @@ def document_forecaster(
         horizon_days=horizon_days,
         alert_within_days=alert_within_days,
         extra_inputs=extra_inputs,
+        alerts=alerts,
     )

@@ -25,6 +25,7 @@ import pandas as pd
 from core.config import PitstopConfig
 from models.forecasting.automl import (
     PRIMARY_METRIC,
+    AlertJudge,
     CandidateResult,
     SweepResult,
     leaderboard,
@@ -34,12 +35,14 @@ from models.forecasting.automl import (
 )
 from models.forecasting.candidates import log_forecaster, select_candidates
 from models.forecasting.cv import METRICS, CvFold, model_inputs, rolling_origin_folds, score_fold
-from models.forecasting.pyfunc import coerce_model_input, load_forecaster
+from models.forecasting.loader import load_forecaster
+from models.forecasting.pyfunc import coerce_model_input
 from models.reporting.automl_plots import (
     leaderboard_figure,
     predicted_vs_true_figure,
     residuals_figure,
 )
+from models.training.alerting import AlertReport, judge_period, log_alert_report, tag_version
 from models.training.template import TrainingPlan, run_training
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,7 @@ class AutomlResult:
     champion_version: str | None = None
     champion_metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    alert_threshold: float | None = None
 
 
 def train_automl(
@@ -110,6 +114,7 @@ def train_automl(
     outcome = run_training(cfg, job.plan(), force=settings.force, started=counted)
     sweep = outcome.fitted
     log.info("AutoML best: %s (%s)", sweep.best().name, sweep.stopped_reason)
+    report = job.reports.get(sweep.best().name)
     return AutomlResult(
         run_id=outcome.run_id,
         model_name=outcome.model_name,
@@ -122,6 +127,7 @@ def train_automl(
         champion_version=outcome.champion_version,
         champion_metrics=outcome.champion_metrics,
         seconds=outcome.seconds,
+        alert_threshold=None if report is None else report.calibration.threshold,
     )
 
 
@@ -138,6 +144,8 @@ class _SweepJob:
     started: float  # time.monotonic() at the call: the time budget counts from it
     on_fold: Callable[[CandidateResult, int], None] | None
     on_candidate: Callable[[CandidateResult], None] | None
+    # The best candidate's alert report, by name, once the sweep is done.
+    reports: dict[str, AlertReport | None] = field(default_factory=dict)
 
     def plan(self) -> TrainingPlan[SweepResult]:
         settings = self.settings
@@ -164,7 +172,9 @@ class _SweepJob:
             if self.on_candidate is not None:
                 self.on_candidate(result)
 
-        return run_sweep(
+        forecast = self.cfg.forecast
+        judge = AlertJudge(self.frame, forecast.alert_precision, forecast.alert_within_days)
+        sweep = run_sweep(
             self.candidates,
             self.folds,
             time_budget_s=self.settings.time_budget_s,
@@ -173,6 +183,23 @@ class _SweepJob:
             seed=self.settings.seed,
             on_fold=self.on_fold,
             on_candidate=logged,
+            judge=judge,
+        )
+        self.reports[sweep.best().name] = self._calibrate(sweep.best())
+        log_alert_report(self.reports[sweep.best().name])
+        return sweep
+
+    def _calibrate(self, best: CandidateResult) -> AlertReport | None:
+        """Calibrate the best's last-fold model on its folds' pooled period risks (each made
+        by a model fitted before its period), and judge its alerts beside the rule's."""
+        assert best.last_model is not None
+        dates = pd.to_datetime(self.frame["date"])
+        since = self.folds[0].origin
+        table = pd.concat(best.risk_tables, ignore_index=True)
+        if table.empty:
+            return None
+        return judge_period(
+            best.last_model, table, self.frame, self.cfg, since, dates.max(), best.alerts
         )
 
     def evaluate(self, sweep: SweepResult) -> dict[str, float]:
@@ -194,9 +221,11 @@ class _SweepJob:
         mlflow.log_figure(
             residuals_figure(last.actual, best.last_forecast, best.name), "best_residuals.png"
         )
+        report = self.reports.get(best.name)
         return {
             **{f"holdout_{k}": v for k, v in score_fold(last, best.last_forecast).items()},
             **{f"best_cv_{k}": v for k, v in best.mean_metrics().items()},
+            **(report.metrics() if report is not None else {}),
             "sweep_seconds": sweep.seconds,
             "candidates_ranked": float(sum(r.ranked for r in sweep.results)),
         }
@@ -209,10 +238,13 @@ class _SweepJob:
         return {f"holdout_{k}": v for k, v in scores.items()}
 
     def document(self, sweep: SweepResult, version: str, run_id: str, metrics: dict) -> None:
-        """Model card and explanation of the registered best."""
+        """Alert threshold tag, model card and explanation of the registered best."""
         from models.reporting.model_card import document_forecaster
 
         best, last, frame = sweep.best(), self.folds[-1], self.frame
+        report = self.reports.get(best.name)
+        within = self.cfg.forecast.alert_within_days
+        tag_version(self.cfg.mlflow.models.automl, version, report)
         model = best.last_model
         assert model is not None
         dates = pd.to_datetime(frame["date"])
@@ -245,6 +277,7 @@ class _SweepJob:
             alert_within_days=self.cfg.forecast.alert_within_days,
             max_rows=rows,
             extra_inputs=model.extra_inputs,
+            alerts=None if report is None else report.card(within),
         )
 
 

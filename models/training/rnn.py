@@ -1,9 +1,15 @@
 """Train the LSTM forecaster, track it in MLflow, register it, and promote it only if better.
 
+Each battery's last `horizon` days are the holdout. Of the rest, the last weeks
+(`lstm_fit.time_validation_start`) are the time-based validation period: the network learns
+from the days before it, stops early on it, and its failure risk is calibrated and its alert
+threshold set on the readings in it (`models.training.alerting`).
+
 One run logs: parameters, train/validation loss per epoch, a loss-curve PNG, holdout
 metrics (and those of the weekly baseline the LSTM corrects, to show what it adds), the
-pyfunc with signature and input example. The new version takes the champion alias only
-when it beats the current champion on the same holdout, or when forced.
+risk's calibration, threshold and reliability plot, alert quality beside the tuned cycle
+rule's, the pyfunc with signature and input example. The new version takes the champion
+alias only when it beats the current champion on the same holdout, or when forced.
 
 When the training readings carry health signals (each set on at least half the readings),
 their day-by-day histories are extra LSTM inputs, unless `health_signals=False`.
@@ -24,15 +30,21 @@ import pandas as pd
 import torch
 
 from core.config import PitstopConfig
+from models.forecasting.calibration import period_risks
+from models.forecasting.cv import period_rows
 from models.forecasting.data import split_holdout
 from models.forecasting.features import build_training_windows, health_channels
-from models.forecasting.lstm import FitResult, fit_lstm, predict_lstm
+from models.forecasting.forecasters import TrainedLstm
+from models.forecasting.loader import load_forecaster
+from models.forecasting.lstm import predict_lstm
+from models.forecasting.lstm_fit import FitResult, fit_lstm, time_validation_start
 from models.forecasting.lstm_windows import LstmSpec, encode_windows
 from models.forecasting.metrics import evaluate_holdout
-from models.forecasting.pyfunc import load_forecaster, log_lstm_model
+from models.forecasting.pyfunc import log_lstm_model
 from models.registry import configure_mlflow, has_alias, resolve_alias
 from models.reporting.model_card import document_forecaster
 from models.reporting.training_plots import lstm_loss_figure
+from models.training.alerting import AlertReport, judge_period, log_alert_report, tag_version
 from models.training.template import TrainingPlan, run_training
 
 log = logging.getLogger(__name__)
@@ -53,6 +65,7 @@ class TrainResult:
     champion_metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     extra_channels: tuple[str, ...] = ()
+    alert_threshold: float | None = None
 
 
 def train_rnn(
@@ -119,7 +132,23 @@ def train_rnn(
         champion_metrics=outcome.champion_metrics,
         seconds=outcome.seconds,
         extra_channels=outcome.fitted.spec.extra_channels,
+        alert_threshold=(
+            None if outcome.fitted.report is None else outcome.fitted.report.calibration.threshold
+        ),
     )
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """The trained network, as a calibrated forecaster, and its alert report."""
+
+    fit: FitResult
+    model: TrainedLstm
+    report: AlertReport | None
+
+    @property
+    def spec(self) -> LstmSpec:
+        return self.fit.spec
 
 
 @dataclass(frozen=True)
@@ -138,7 +167,7 @@ class _LstmJob:
     health_signals: bool
     data_source: str
 
-    def plan(self) -> TrainingPlan[FitResult]:
+    def plan(self) -> TrainingPlan[_Fitted]:
         return TrainingPlan(
             name="rnn",
             kind="lstm",
@@ -174,24 +203,35 @@ class _LstmJob:
             "extra_channels": ",".join(spec.extra_channels) or "none",
         }
 
-    def fit(self) -> FitResult:
-        windows, futures = build_training_windows(
-            self.train, self.spec.window_days, self.spec.horizon_days
-        )
+    def fit(self) -> _Fitted:
+        window, horizon = self.spec.window_days, self.spec.horizon_days
+        windows, futures = build_training_windows(self.train, window, horizon)
+        val_since = time_validation_start(self.train["date"], horizon)
         previous = torch.get_num_threads()
         # One thread by default: on 2 cores shared with a broker or another job, 2 threads ran
         # 6x slower than 1 (threads spin waiting for each other); idle, 2 gained only 1.6x.
         torch.set_num_threads(self.threads or 1)
         try:
-            result = fit_lstm(windows, futures, self.spec, seed=self.seed, **self.fit_options)
+            result = fit_lstm(
+                windows, futures, self.spec, val_since=val_since, seed=self.seed, **self.fit_options
+            )
+            model = TrainedLstm(result.model, result.spec)
+            until = pd.to_datetime(self.train["date"]).max()
+            within = self.cfg.forecast.alert_within_days
+            table = period_risks(model, period_rows(self.train, val_since, until, window, within))
         finally:
             torch.set_num_threads(previous)
         _log_fit(result)
-        return result
+        assert table is not None  # no deadline
+        report = judge_period(model, table, self.train, self.cfg, val_since, until)
+        log_alert_report(report)
+        return _Fitted(result, model, report)
 
-    def evaluate(self, fit: FitResult) -> dict[str, float]:
+    def evaluate(self, fitted: _Fitted) -> dict[str, float]:
         window, horizon = self.spec.window_days, self.spec.horizon_days
-        metrics = _holdout_metrics(fit, self.train, self.holdout, window, horizon)
+        metrics = _holdout_metrics(fitted.fit, self.train, self.holdout, window, horizon)
+        if fitted.report is not None:
+            metrics.update(fitted.report.metrics())
         if self.cv_folds:
             options = {**self.fit_options, "health_signals": self.health_signals}
             metrics.update(
@@ -199,9 +239,11 @@ class _LstmJob:
             )
         return metrics
 
-    def log_model(self, fit: FitResult, artifact: str) -> None:
+    def log_model(self, fitted: _Fitted, artifact: str) -> None:
         with tempfile.TemporaryDirectory() as workdir:
-            log_lstm_model(fit.model, fit.spec, workdir, name=artifact)
+            log_lstm_model(
+                fitted.fit.model, fitted.spec, workdir, name=artifact, calibration=fitted.model
+            )
 
     def score_champion(self, uri: str) -> dict[str, float]:
         champion = load_forecaster(uri, torch_threads=None)
@@ -209,8 +251,10 @@ class _LstmJob:
         scores = evaluate_holdout(champion.predict, self.train, self.holdout, window, horizon)
         return {f"holdout_{k}": v for k, v in scores.items()}
 
-    def document(self, fit: FitResult, version: str, run_id: str, metrics: dict) -> None:
-        """Explain the new version and log its model card."""
+    def document(self, fitted: _Fitted, version: str, run_id: str, metrics: dict) -> None:
+        """Tag the version with its alert threshold, explain it and log its model card."""
+        fit, within = fitted.fit, self.cfg.forecast.alert_within_days
+        tag_version(self.cfg.mlflow.models.rnn, version, fitted.report)
         document_forecaster(
             predict=lambda frame: predict_lstm(fit.model, fit.spec, frame),
             model_name=self.cfg.mlflow.models.rnn,
@@ -227,8 +271,9 @@ class _LstmJob:
             data_source=self.data_source,
             window_days=self.cfg.forecast.window_days,
             horizon_days=self.cfg.forecast.horizon_days,
-            alert_within_days=self.cfg.forecast.alert_within_days,
+            alert_within_days=within,
             extra_inputs=fit.spec.extra_channels,
+            alerts=None if fitted.report is None else fitted.report.card(within),
         )
 
 
@@ -254,16 +299,21 @@ def _log_fit(fit: FitResult) -> None:
         zip(fit.train_loss, fit.val_loss, strict=True), start=1
     ):
         mlflow.log_metrics({"train_loss": train_loss, "val_loss": val_loss}, step=epoch)
+    for epoch, point in enumerate(fit.val_point_loss, start=1):
+        mlflow.log_metric("val_point_loss", point, step=epoch)
     mlflow.log_metrics(
         {
             "best_epoch": fit.best_epoch,
             "baseline_val_loss": fit.baseline_val_loss,
+            "baseline_val_point_loss": fit.baseline_val_point_loss,
             "epochs_run": len(fit.train_loss),
             "fit_seconds": fit.seconds,
             "train_windows": fit.train_windows,
+            "train_pool": fit.train_pool,
             "val_windows": fit.val_windows,
         }
     )
+    mlflow.set_tag("pitstop.validation", fit.validation)
     mlflow.set_tag("pitstop.stopped_early", str(fit.stopped_early).lower())
     mlflow.log_figure(lstm_loss_figure(fit), "loss_curve.png")
 

@@ -15,8 +15,10 @@ from typer.testing import CliRunner
 from apps.cli import train_app
 from apps.training_data import simulated_readings
 from core.config import PitstopConfig
+from models.forecasting.distribution import OUTPUT_COLUMNS, ForecastDistribution
 from models.forecasting.features import MODEL_INPUT_COLUMNS
-from models.forecasting.pyfunc import forecast_input_example, load_forecaster
+from models.forecasting.loader import load_forecaster
+from models.forecasting.pyfunc import forecast_input_example
 from models.registry import resolve_alias
 from models.training.automl import AutomlResult, AutomlSettings, train_automl
 from tests.conftest import make_test_config
@@ -89,10 +91,10 @@ def test_best_is_registered_with_the_contract_and_promoted(
     assert resolve_alias(name, "champion")[0] == "1"
     info = mlflow.models.get_model_info(f"models:/{name}/1")
     assert info.signature.inputs.input_names() == list(MODEL_INPUT_COLUMNS)
-    assert info.signature.outputs.inputs[0].shape == (-1, 30)
+    assert info.signature.outputs.input_names() == list(OUTPUT_COLUMNS)
     model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     assert model.input_example is not None
-    forecast = model.predict(forecast_input_example())
+    forecast = ForecastDistribution.from_output(model.predict(forecast_input_example())).point
     assert forecast.shape == (2, 30) and np.isfinite(forecast).all()
     forecaster = load_forecaster(f"models:/{name}@champion", torch_threads=None)
     assert np.allclose(forecaster.predict(forecast_input_example()), forecast)
@@ -157,3 +159,30 @@ def test_train_rnn_logs_the_sweeps_cv_metrics_when_asked(
     logged = MlflowClient().get_run(result.run_id).data.metrics
     for key in ("cv_nrmse", "cv_mae", "cv_smape", "cv_mase"):
         assert np.isfinite(result.metrics[key]) and logged[key] == result.metrics[key]
+
+
+def test_candidates_are_ranked_on_alerts_with_the_rule_among_them(cfg: PitstopConfig) -> None:
+    """On a fleet whose folds hold failures every candidate's alerts are judged on the same
+    folds; the registered best carries its calibrated threshold."""
+    other = cfg.model_copy(
+        update={
+            "mlflow": cfg.mlflow.model_copy(
+                update={"models": cfg.mlflow.models.model_copy(update={"automl": "alerts-automl"})}
+            )
+        }
+    )
+    fleet = simulated_readings(batteries=60, days=240, seed=6)
+    settings = AutomlSettings(
+        candidates=("seasonal_naive", "rule"), metric_threshold=None, time_budget_s=300.0
+    )
+    result = train_automl(other, fleet, settings)
+    board = result.leaderboard.set_index("candidate")
+    assert set(board.index) == {"seasonal_naive", "rule"}
+    for column in ("alert_recall", "alert_precision", "alert_lead_days", "risk_ece"):
+        assert board[column].notna().all(), column
+    assert result.best == result.leaderboard["candidate"].iloc[0]
+    assert result.alert_threshold is not None
+    info = mlflow.models.get_model_info(f"models:/alerts-automl/{result.version}")
+    assert info.metadata["pitstop"]["alert_threshold"] == pytest.approx(result.alert_threshold)
+    card = MlflowClient().get_model_version("alerts-automl", result.version).description
+    assert "cycle rule (N=" in card

@@ -19,11 +19,19 @@ from apps.training_data import simulated_readings
 from core.config import PitstopConfig
 from core.contract import contract_to_lab_frame
 from models.forecasting.data import DataError, load_readings, split_holdout
+from models.forecasting.distribution import OUTPUT_COLUMNS, ForecastDistribution
 from models.forecasting.features import HEALTH_HISTORY_COLUMNS, MODEL_INPUT_COLUMNS
-from models.forecasting.pyfunc import ForecastInputError, forecast_input_example, load_forecaster
+from models.forecasting.loader import load_forecaster
+from models.forecasting.pyfunc import ForecastInputError, forecast_input_example
 from models.registry import resolve_alias
 from models.training.rnn import TrainResult, ensure_champion, train_rnn
 from tests.conftest import make_test_config
+
+
+def _point(output: pd.DataFrame) -> np.ndarray:
+    """The daily point forecast of the contract's output frame, (rows, horizon)."""
+    return ForecastDistribution.from_output(output, 30).point
+
 
 pytestmark = pytest.mark.component
 
@@ -80,7 +88,8 @@ def test_logged_model_has_the_contract_signature_and_input_example(
     assert inputs.required_input_names() == list(MODEL_INPUT_COLUMNS)
     assert inputs.optional_input_names() == list(HEALTH_HISTORY_COLUMNS)
     assert isinstance(inputs.inputs[0].type, Array)
-    assert info.signature.outputs.inputs[0].shape == (-1, 30)
+    # The contract's output (DESIGN.md): named columns, the forecast and quantile arrays first.
+    assert info.signature.outputs.input_names() == list(OUTPUT_COLUMNS)
     model = mlflow.pyfunc.load_model(f"models:/{cfg.mlflow.models.rnn}/1")
     example = model.input_example
     assert example is not None and len(example) == 2
@@ -97,11 +106,11 @@ def test_health_model_scores_through_mlflow_with_or_without_health_arrays(
 ) -> None:
     model = mlflow.pyfunc.load_model(f"models:/{cfg.mlflow.models.rnn}/1")
     example = forecast_input_example(60, HEALTH_HISTORY_COLUMNS)
-    with_health = model.predict(example)
-    without = model.predict(example[list(MODEL_INPUT_COLUMNS)])
+    with_health = _point(model.predict(example))
+    without = _point(model.predict(example[list(MODEL_INPUT_COLUMNS)]))
     assert with_health.shape == without.shape == (2, 30)
     nulls = example.assign(resting_voltage_history=[None, None])
-    assert np.isfinite(model.predict(nulls)).all()
+    assert np.isfinite(_point(model.predict(nulls))).all()
     # Wrong input is still a client error (MLflow answers these with 400).
     for bad in (
         example.assign(resting_voltage_history=[[1.0, 2.0], [1.0]]),
@@ -135,8 +144,10 @@ def test_champion_loads_by_alias_through_pyfunc_and_the_fast_path(
 ) -> None:
     uri = f"models:/{cfg.mlflow.models.rnn}@champion"
     example = forecast_input_example()
-    via_pyfunc = mlflow.pyfunc.load_model(uri).predict(example)
-    assert isinstance(via_pyfunc, np.ndarray) and via_pyfunc.shape == (2, 30)
+    output = mlflow.pyfunc.load_model(uri).predict(example)
+    assert isinstance(output, pd.DataFrame) and list(output.columns) == list(OUTPUT_COLUMNS)
+    via_pyfunc = _point(output)
+    assert via_pyfunc.shape == (2, 30)
     threads = torch.get_num_threads()
     try:
         forecaster = load_forecaster(uri)
@@ -267,3 +278,38 @@ def test_split_holdout_takes_each_batterys_last_days(readings: pd.DataFrame) -> 
     assert len(again) == len(holdout)
     with pytest.raises(DataError, match="nothing to hold out"):
         split_holdout(readings.groupby("battery_id").head(5), 30)
+
+
+def test_the_version_carries_its_calibrated_risk_and_alert_threshold(cfg: PitstopConfig) -> None:
+    """A fleet whose validation weeks hold failures: the risk is calibrated, the threshold
+    set and logged with the version, the card shows the alerts beside the cycle rule's."""
+    fleet = simulated_readings(batteries=60, days=240, seed=4)
+    risky = cfg.model_copy(
+        update={
+            "mlflow": cfg.mlflow.model_copy(
+                update={"models": cfg.mlflow.models.model_copy(update={"rnn": "risk-rnn"})}
+            )
+        }
+    )
+    result = train_rnn(risky, fleet, **FAST)
+    assert result.alert_threshold is not None and 0 < result.alert_threshold < 1
+    run = MlflowClient().get_run(result.run_id)
+    assert float(run.data.params["alert_threshold"]) == pytest.approx(result.alert_threshold)
+    assert run.data.params["alert_precision_target"] == "0.97"
+    for key in ("val_risk_ece", "val_model_alert_recall", "val_rule_alert_precision"):
+        assert key in run.data.metrics
+    uri = f"models:/risk-rnn/{result.version}"
+    metadata = mlflow.models.get_model_info(uri).metadata["pitstop"]
+    assert metadata["alert_threshold"] == pytest.approx(result.alert_threshold)
+    version = MlflowClient().get_model_version("risk-rnn", result.version)
+    assert float(version.tags["alert_threshold"]) == pytest.approx(result.alert_threshold)
+    assert "cycle rule (N=" in version.description and "failure risk" in version.description
+    png = mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path="reliability.png")
+    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    output = mlflow.pyfunc.load_model(uri).predict(forecast_input_example(60))
+    assert output["failure_risk"].between(0, 1).all()
+    # The stream reads the threshold from the version it scores with.
+    from streaming.model_refs import PinnedModel
+
+    ref = PinnedModel(MlflowClient(), uri).refresh()
+    assert ref.alert_threshold == pytest.approx(result.alert_threshold)
