@@ -63,7 +63,7 @@ def _ceiling_worker(spec: dict, ready: Any, results: Any) -> None:
     import mlflow
     import pandas as pd
 
-    from models.forecasting.pyfunc import load_forecaster
+    from models.forecasting.loader import load_forecaster
 
     mlflow.set_tracking_uri(spec["tracking_uri"])
     mlflow.set_registry_uri(spec["tracking_uri"])
@@ -204,6 +204,14 @@ def model_input_arrays(decided, inputs):
     return decided.where("fate = 'new'").mapInArrow(decode, schema)
 
 
+# The forecast contract's output columns as Spark sees them (models.forecasting.distribution).
+OUTPUT_STRUCT = (
+    "forecast array<double>, daily_q10 array<double>, daily_q50 array<double>, "
+    "daily_q90 array<double>, cum_q10 array<double>, cum_q50 array<double>, "
+    "cum_q90 array<double>, failure_risk double"
+)
+
+
 def scoring_patterns(spark, cfg: PitstopConfig, uri: str, frames: list, ref) -> dict[str, Any]:
     """Time four ways to forecast the same micro-batches (interleaved, rotating order)."""
     import mlflow
@@ -214,7 +222,9 @@ def scoring_patterns(spark, cfg: PitstopConfig, uri: str, frames: list, ref) -> 
     target = RegistryTarget(cfg.mlflow.tracking_uri, cfg.mlflow.registry_uri)
     name = uri.removeprefix("models:/").split("/")[0]
     alias_uri = f"models:/{name}@{cfg.mlflow.alias}"
-    stock = mlflow.pyfunc.spark_udf(spark, alias_uri, result_type="array<double>")
+    # The contract's output is a frame of named columns: the UDF returns them as a struct
+    # (its type read from the model's signature), the way MLflow serves any such model.
+    stock = mlflow.pyfunc.spark_udf(spark, alias_uri, result_type=OUTPUT_STRUCT)
     lab_model = mlflow.pyfunc.load_model(alias_uri)
     columns = [c for c in frames[0][1].columns if c not in ("battery_id", "date")]
 
@@ -230,12 +240,12 @@ def scoring_patterns(spark, cfg: PitstopConfig, uri: str, frames: list, ref) -> 
         sink(batch[1].withColumn("forecast", stock(*columns)))
 
     def spark_udf_rebuilt(batch) -> None:
-        udf = mlflow.pyfunc.spark_udf(spark, alias_uri, result_type="array<double>")
+        udf = mlflow.pyfunc.spark_udf(spark, alias_uri, result_type=OUTPUT_STRUCT)
         sink(batch[1].withColumn("forecast", udf(*columns)))
 
     def lab(batch) -> None:
         pdf = batch[1].toPandas()
-        pdf["forecast"] = list(np.asarray(lab_model.predict(pdf[columns]), dtype=np.float64))
+        pdf["forecast"] = lab_model.predict(pdf[columns])["forecast"].to_numpy()
         sink(spark.createDataFrame(pdf))
 
     patterns = {

@@ -40,6 +40,9 @@ class ModelRef:
     source: str | None = None  # a saved model folder outside the registry (fixtures, tests)
     # The optional health history arrays this model reads (from its signature).
     inputs: tuple[str, ...] = field(default=(), compare=False)
+    # The failure risk at which this version's alerts open (its MLmodel metadata); None for
+    # a version without a calibrated risk, whose alerts follow the forecast's running sum.
+    alert_threshold: float | None = field(default=None, compare=False)
 
     @property
     def uri(self) -> str:
@@ -71,17 +74,28 @@ def optional_inputs(uri: str) -> tuple[str, ...]:
 
     A model whose signature cannot be read gets them all.
     """
+    return _described(uri)[0]
+
+
+def _described(uri: str) -> tuple[tuple[str, ...], float | None]:
+    """The optional health inputs the model at `uri` declares (all of them when its signature
+    cannot be read) and the alert threshold in its metadata (None: none)."""
     from mlflow.models import Model
 
     try:
-        signature = Model.load(uri).signature
-        names = set(signature.inputs.input_names()) if signature is not None else None
+        model = Model.load(uri)
     except Exception as exc:  # MLflow raises its own types; scoring can still go ahead
-        log.warning("Cannot read the signature of %s (%s); sending every input", uri, exc)
-        names = None
-    if names is None:
-        return HEALTH_HISTORY_COLUMNS
-    return tuple(c for c in HEALTH_HISTORY_COLUMNS if c in names)
+        log.warning("Cannot read the MLmodel of %s (%s); sending every input", uri, exc)
+        return HEALTH_HISTORY_COLUMNS, None
+    signature = model.signature
+    names = set(signature.inputs.input_names()) if signature is not None else None
+    inputs = (
+        HEALTH_HISTORY_COLUMNS
+        if names is None
+        else tuple(c for c in HEALTH_HISTORY_COLUMNS if c in names)
+    )
+    threshold = ((model.metadata or {}).get("pitstop") or {}).get("alert_threshold")
+    return inputs, None if threshold is None else float(threshold)
 
 
 class ModelTracker:
@@ -130,7 +144,10 @@ class ModelTracker:
 
 
 def _with_inputs(ref: ModelRef) -> ModelRef:
-    return replace(ref, inputs=optional_inputs(ref.uri))
+    inputs, threshold = _described(ref.uri)
+    if threshold is not None:
+        log.info("%s alerts at a failure risk of %.4f", ref.uri, threshold)
+    return replace(ref, inputs=inputs, alert_threshold=threshold)
 
 
 class PinnedModel:

@@ -1,7 +1,9 @@
 """Schemas of Pitstop's Delta tables, and creating them before the first micro-batch.
 
 Creating every table up front means MERGE always has a target and users can query an
-empty table instead of a missing path.
+empty table instead of a missing path. A table created by an older Pitstop gains the columns
+added since (Delta schema evolution, `ALTER TABLE ... ADD COLUMNS`): its rows read them as
+null, so an existing lake keeps working.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pyspark.sql import types as T
 
 from core.config import PitstopConfig
 from core.contract import TELEMETRY_FIELDS
+from models.forecasting.distribution import CUM_COLUMNS, DAILY_COLUMNS, RISK_COLUMN
 
 TELEMETRY = "telemetry"
 QUARANTINE = "quarantine"
@@ -71,6 +74,10 @@ FORECAST_SCHEMA = T.StructType(
         T.StructField("model_version", T.StringType()),
         T.StructField("model_role", T.StringType()),
         T.StructField("scored_at", T.TimestampType()),
+        # Added with issue 16: quantiles of daily and running-total cycles over the horizon
+        # and the calibrated failure risk (null for models without them).
+        *[T.StructField(c, T.ArrayType(T.DoubleType())) for c in (*DAILY_COLUMNS, *CUM_COLUMNS)],
+        T.StructField(RISK_COLUMN, T.DoubleType()),
     ]
 )
 
@@ -95,6 +102,9 @@ ALERT_SCHEMA = T.StructType(
         T.StructField("close_reason", T.StringType()),
         # Set once the opening was published to the vehicle-alerts topic (an outbox).
         T.StructField("published_at", T.TimestampType()),
+        # The calibrated failure risk of the latest triggering forecast (null for models
+        # without a risk). Added with issue 16.
+        T.StructField(RISK_COLUMN, T.DoubleType()),
     ]
 )
 
@@ -150,6 +160,7 @@ def ensure_tables(spark: SparkSession, cfg: PitstopConfig) -> dict[str, str]:
         for key, value in TABLE_PROPERTIES[name].items():
             builder = builder.property(key, value)
         table = builder.execute()
+        _add_missing_columns(spark, path, table.toDF().schema, schema)
         stored = table.detail().select("properties").first().properties
         missing = {k: v for k, v in TABLE_PROPERTIES[name].items() if stored.get(k) != v}
         if missing:
@@ -157,3 +168,15 @@ def ensure_tables(spark: SparkSession, cfg: PitstopConfig) -> dict[str, str]:
             spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({settings})")
         paths[name] = path
     return paths
+
+
+def _add_missing_columns(
+    spark: SparkSession, path: str, stored: T.StructType, wanted: T.StructType
+) -> None:
+    """Add to a table created by an older Pitstop the columns of `wanted` it lacks."""
+    have = set(stored.fieldNames())
+    missing = [f for f in wanted.fields if f.name not in have]
+    if not missing:
+        return
+    columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+    spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")

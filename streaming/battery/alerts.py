@@ -4,9 +4,11 @@ The driver receives only bounded control data -- the champion's forecasts that t
 alert and the first reading of each battery new to the stream -- and plans the alert
 table's changes as rows keyed by `alert_id`, for one keyed MERGE:
 
-- a battery predicted to fail within `alert_within_days - alert_margin_days` opens one alert
-  (id: battery and first triggering date) or refreshes the forecast of its open alert; an
-  acknowledged battery gets no new alert until it is replaced;
+- a battery whose champion forecast triggers -- its failure risk reaches the threshold the
+  model version was calibrated to, or, for a version without a risk, the forecast's running
+  sum reaches the rating within `alert_within_days - alert_margin_days` -- opens one alert
+  (id: battery and first triggering date) or refreshes the forecast and risk of its open
+  alert; an acknowledged battery gets no new alert until it is replaced;
 - a battery new to a car closes the car's open alerts of other batteries that opened on or
   before its first reading (`replaced`); one replaced within the same micro-batch is opened
   closed, and not published.
@@ -18,6 +20,7 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from streaming.tables import ALERT_SCHEMA
@@ -33,6 +36,7 @@ REFRESHED = (
     "model_name",
     "model_version",
     "message",
+    "failure_risk",
 )
 UPDATED = (*REFRESHED, "status", "close_reason", "closed_at", "updated_at")
 INSERT, UPDATE = "insert", "update"
@@ -48,6 +52,7 @@ TRIGGER_COLUMNS = (
     "battery_rated_cycles",
     "model_name",
     "model_version",
+    "failure_risk",
 )
 
 
@@ -56,12 +61,21 @@ def alert_id(battery_id: str, alert_date: dt.date) -> str:
     return hashlib.sha256(f"{battery_id}|{alert_date.isoformat()}".encode()).hexdigest()[:16]
 
 
-def alert_message(predicted_failure_date: dt.date) -> str:
-    """What the car's owner reads."""
-    day = f"{predicted_failure_date.day} {predicted_failure_date.strftime('%B %Y')}"
+def alert_message(
+    predicted_failure_date: dt.date | None, failure_risk: float | None = None, within_days: int = 30
+) -> str:
+    """What the car's owner reads: the predicted day when the forecast reaches the rating
+    within its horizon, else the chance that the battery does within `within_days`."""
+    if predicted_failure_date is not None and not pd.isna(predicted_failure_date):
+        day = f"{predicted_failure_date.day} {predicted_failure_date.strftime('%B %Y')}"
+        return (
+            f"Your car's battery is predicted to reach the end of its life around {day}. "
+            "Please book a service appointment before then."
+        )
+    chance = "" if failure_risk is None or pd.isna(failure_risk) else f" ({failure_risk:.0%})"
     return (
-        f"Your car's battery is predicted to reach the end of its life around {day}. "
-        "Please book a service appointment before then."
+        f"Your car's battery is likely{chance} to reach the end of its life within the next "
+        f"{within_days} days. Please book a service appointment soon."
     )
 
 
@@ -88,6 +102,9 @@ def alerts_from_triggers(triggers: pd.DataFrame) -> pd.DataFrame:
             "battery_rated_cycles": latest["battery_rated_cycles"].to_numpy(),
             "model_name": latest["model_name"].to_numpy(),
             "model_version": latest["model_version"].to_numpy(),
+            "failure_risk": latest["failure_risk"].to_numpy(dtype=float)
+            if "failure_risk" in latest.columns
+            else np.nan,
         }
     )
     found.insert(
@@ -95,7 +112,10 @@ def alerts_from_triggers(triggers: pd.DataFrame) -> pd.DataFrame:
         "alert_id",
         [alert_id(b, d) for b, d in zip(found["battery_id"], found["alert_date"], strict=True)],
     )
-    found["message"] = [alert_message(d) for d in found["predicted_failure_date"]]
+    found["message"] = [
+        alert_message(d, r)
+        for d, r in zip(found["predicted_failure_date"], found["failure_risk"], strict=True)
+    ]
     return found.reset_index(drop=True)
 
 

@@ -141,11 +141,15 @@ def process_battery_batch(job: BatteryJob, decided: DataFrame, batch_id: int) ->
     refs = job.models()
     scored = score_readings(decided, refs, job.context.target, job.loads)
     forecast = job.cfg.forecast
-    counts_of = outputs.batch_counts(forecast.alert_within_days, forecast.alert_margin_days)
+    # The champion version's own threshold, or the running-sum rule for one without a risk.
+    threshold = refs[0].alert_threshold
+    counts_of = outputs.batch_counts(
+        forecast.alert_within_days, forecast.alert_margin_days, threshold
+    )
     batch, counts = materialise(scored, counts_of)
     opened: list[int] = []
     try:
-        run_side_by_side(spark, _sinks(job, spark, batch, counts, batch_id, opened))
+        run_side_by_side(spark, _sinks(job, spark, batch, counts, batch_id, opened, threshold))
     finally:
         release_checkpoint(batch)
     log.info(
@@ -169,6 +173,7 @@ def _sinks(
     counts: dict[str, int],
     batch_id: int,
     opened: list[int],
+    threshold: float | None,
 ) -> list:
     """The writes this batch needs; a sink with nothing to write is no commit at all."""
     context = job.context
@@ -187,15 +192,21 @@ def _sinks(
     if counts["forecasts"]:
         writes.append(append(tables.FORECASTS, outputs.forecast_rows(batch)))
     if counts["signals"]:
-        writes.append(lambda: opened.append(update_alerts(job, spark, batch, batch_id)))
+        writes.append(lambda: opened.append(update_alerts(job, spark, batch, batch_id, threshold)))
     return writes
 
 
-def update_alerts(job: BatteryJob, spark: SparkSession, batch: DataFrame, batch_id: int) -> int:
+def update_alerts(
+    job: BatteryJob,
+    spark: SparkSession,
+    batch: DataFrame,
+    batch_id: int,
+    threshold: float | None = None,
+) -> int:
     """Plan and commit the batch's alert changes from its signals; publish what opened."""
     forecast = job.cfg.forecast
     signals = outputs.alert_signals(
-        batch, forecast.alert_within_days, forecast.alert_margin_days
+        batch, forecast.alert_within_days, forecast.alert_margin_days, threshold
     ).toPandas()
     found = alerts_from_triggers(signals[signals["trigger"]])
     arrivals = signals.loc[~signals["trigger"], ["car_id", "battery_id", "date"]]

@@ -53,15 +53,19 @@ def forecast_rows(batch: DataFrame) -> DataFrame:
     )
 
 
-def is_trigger(within_days: int, margin_days: int) -> Column:
+def is_trigger(within_days: int, margin_days: int, threshold: float | None = None) -> Column:
     """A champion forecast that says the battery fails in time to alert.
 
-    Forecast noise makes a "29 days" forecast often mean 31-33: alerting `margin_days`
-    earlier than the horizon keeps precision high at the cost of a few days of lead time.
+    With a `threshold` (the champion version's, calibrated to `forecast.alert_precision`):
+    its failure risk reaches it. Without (a version with no risk): the forecast's running
+    sum reaches the rating within `within_days - margin_days` -- forecast noise makes a
+    "29 days" forecast often mean 31-33, so alerting earlier keeps precision high.
     """
+    champion = (F.col("kind") == FORECAST) & (F.col("model_role") == "champion")
+    if threshold is not None:
+        return champion & F.col("failure_risk").isNotNull() & (F.col("failure_risk") >= threshold)
     return (
-        (F.col("kind") == FORECAST)
-        & (F.col("model_role") == "champion")
+        champion
         & F.col("days_to_failure").isNotNull()
         & (F.col("days_to_failure") <= within_days - margin_days)
     )
@@ -72,17 +76,22 @@ def is_arrival() -> Column:
     return (F.col("kind") == READING) & F.col("first_seen")
 
 
-def alert_signals(batch: DataFrame, within_days: int, margin_days: int) -> DataFrame:
+def alert_signals(
+    batch: DataFrame, within_days: int, margin_days: int, threshold: float | None = None
+) -> DataFrame:
     """The control rows the driver plans alerts from: triggers and arrivals (bounded)."""
-    trigger = is_trigger(within_days, margin_days)
+    trigger = is_trigger(within_days, margin_days, threshold)
     return batch.where(trigger | is_arrival()).select(trigger.alias("trigger"), *TRIGGER_COLUMNS)
 
 
-def batch_counts(within_days: int, margin_days: int) -> list[Column]:
+def batch_counts(
+    within_days: int, margin_days: int, threshold: float | None = None
+) -> list[Column]:
     """Observed per micro-batch (DataFrame.observe): what it held and what became of it."""
     kind = F.col("kind")
+    trigger = is_trigger(within_days, margin_days, threshold)
     return [
-        F.count_if(is_trigger(within_days, margin_days) | is_arrival()).alias("signals"),
+        F.count_if(trigger | is_arrival()).alias("signals"),
         F.count_if(kind != FORECAST).alias("messages"),
         F.count_if(kind == READING).alias("new"),
         F.count_if(kind == REJECTED).alias("rejected"),

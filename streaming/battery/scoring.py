@@ -1,11 +1,14 @@
 """Forecast every new reading from the window the state step emitted, with each model.
 
 One Arrow pass over the state step's output: every row goes on (`kind` reading, rejected or
-stored) and each new reading gains one `forecast` row per model -- the 30-day forecast,
-days and date of failure, model name, version and role. Windows are built from the stored
-days the state step packed (models.forecasting.features.windows_from_days, the training
-windows' rules), a batch of readings per model call, and never leave Python: a window with
-its health arrays is up to 300 doubles, a forecast 30.
+stored) and each new reading gains one `forecast` row per model -- the 30-day forecast, its
+quantiles (daily and running total), the failure risk, days and date of failure, model
+name, version and role. Any forecaster of the contract scores here, whatever its family; a
+version registered before quantiles gives the point forecast alone (quantiles and risk
+null), and its alerts follow the forecast's running sum instead of the risk. Windows are
+built from the stored days the state step packed (models.forecasting.features.
+windows_from_days, the training windows' rules), a batch of readings per model call, and
+never leave Python: a window with its health arrays is up to 300 doubles, a forecast 30.
 """
 
 from __future__ import annotations
@@ -22,11 +25,18 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
+from models.forecasting.distribution import (
+    CUM_COLUMNS,
+    DAILY_COLUMNS,
+    RISK_COLUMN,
+    ForecastDistribution,
+)
 from models.forecasting.features import (
     HEALTH_HISTORY_SUFFIX,
     HISTORY_COLUMN,
     MODEL_INPUT_COLUMNS,
     WINDOW_DAY,
+    failure_days_from_totals,
     forecast_failure_days,
     windows_from_days,
 )
@@ -38,6 +48,8 @@ READING, FORECAST = "reading", "forecast"
 
 FORECAST_FIELDS = [
     T.StructField("forecast", T.ArrayType(T.DoubleType())),
+    *[T.StructField(c, T.ArrayType(T.DoubleType())) for c in (*DAILY_COLUMNS, *CUM_COLUMNS)],
+    T.StructField(RISK_COLUMN, T.DoubleType()),
     T.StructField("days_to_failure", T.IntegerType()),
     T.StructField("predicted_failure_date", T.DateType()),
     T.StructField("model_name", T.StringType()),
@@ -74,13 +86,13 @@ def score_readings(
                 for ref in refs:
                     model = cached_model(ref, target, loads, _load_forecaster)
                     wanted = ["battery_id", "car_id", "date", *MODEL_INPUT_COLUMNS, *ref.inputs]
-                    yield forecast_rows(fresh, ref, np.asarray(model.predict(frame[wanted])))
+                    yield forecast_rows(fresh, ref, model.predict_distribution(frame[wanted]))
 
     return decided.mapInArrow(score, BATCH_SCHEMA)
 
 
 def _load_forecaster(uri: str) -> Any:
-    from models.forecasting.pyfunc import load_forecaster
+    from models.forecasting.loader import load_forecaster
 
     return load_forecaster(uri)
 
@@ -95,23 +107,35 @@ def passthrough_rows(batch: pa.RecordBatch) -> pa.RecordBatch:
     return _batch(batch, kind, batch.column("first_seen"), nulls)
 
 
-def forecast_rows(fresh: pa.RecordBatch, ref: ModelRef, forecast: np.ndarray) -> pa.RecordBatch:
-    """One `forecast` row per new reading: the forecast, days and date of failure, model."""
-    forecast = np.asarray(forecast, dtype=np.float64)
+def forecast_rows(
+    fresh: pa.RecordBatch, ref: ModelRef, dist: ForecastDistribution | np.ndarray
+) -> pa.RecordBatch:
+    """One `forecast` row per new reading: the forecast, its quantiles and risk (null when the
+    model has none), days and date of failure, model."""
+    if not isinstance(dist, ForecastDistribution):
+        dist = ForecastDistribution(np.asarray(dist, dtype=np.float64))
+    forecast = dist.point
     rows, horizon = forecast.shape
-    days = forecast_failure_days(
-        fresh.column("lifetime_cycles_used").to_numpy(zero_copy_only=False),
-        fresh.column("battery_rated_cycles").to_numpy(zero_copy_only=False),
-        forecast,
+    lifetime = fresh.column("lifetime_cycles_used").to_numpy(zero_copy_only=False)
+    rated = fresh.column("battery_rated_cycles").to_numpy(zero_copy_only=False)
+    totals = dist.shown_cumulative()
+    # The day the median running total reaches the rating (as likely as not failed by then);
+    # a version without quantiles: the point forecast's running sum, as before.
+    days = (
+        forecast_failure_days(lifetime, rated, forecast)
+        if totals is None
+        else failure_days_from_totals(lifetime, rated, totals[:, :, 1])
     )
     known = ~np.isnan(days)
     whole = np.where(known, days, 0).astype("int64")
     dates = fresh.column("date").to_numpy(zero_copy_only=False).astype("datetime64[D]")
     values = {
-        "forecast": pa.ListArray.from_arrays(
-            pa.array(np.arange(0, rows * horizon + 1, horizon, dtype=np.int32)),
-            pa.array(forecast.ravel()),
-            type=_ARROW.field("forecast").type,
+        "forecast": _lists(forecast),
+        **_quantile_lists(dist, rows),
+        RISK_COLUMN: (
+            pa.nulls(rows, pa.float64())
+            if dist.risk is None
+            else pa.array(dist.risk, pa.float64(), from_pandas=True)
         ),
         "days_to_failure": pa.array(whole.astype("int32"), mask=~known),
         "predicted_failure_date": pa.array(
@@ -123,6 +147,32 @@ def forecast_rows(fresh: pa.RecordBatch, ref: ModelRef, forecast: np.ndarray) ->
     }
     kind = pa.array([FORECAST] * rows, pa.string())
     return _batch(fresh, kind, pa.nulls(rows, pa.bool_()), values)
+
+
+def _lists(values: np.ndarray) -> pa.Array:
+    """(rows, horizon) doubles as one Arrow list array, without a Python loop."""
+    rows, horizon = values.shape
+    return pa.ListArray.from_arrays(
+        pa.array(np.arange(0, rows * horizon + 1, horizon, dtype=np.int32)),
+        pa.array(np.ascontiguousarray(values, dtype=np.float64).ravel()),
+        type=_ARROW.field("forecast").type,
+    )
+
+
+def _quantile_lists(dist: ForecastDistribution, rows: int) -> dict[str, pa.Array]:
+    """The shown daily and running-total quantiles as list arrays (nulls without them)."""
+    out = {}
+    for columns, values in (
+        (DAILY_COLUMNS, dist.shown_daily()),
+        (CUM_COLUMNS, dist.shown_cumulative()),
+    ):
+        for k, column in enumerate(columns):
+            out[column] = (
+                pa.nulls(rows, _ARROW.field(column).type)
+                if values is None
+                else _lists(values[:, :, k])
+            )
+    return out
 
 
 def _batch(

@@ -136,3 +136,22 @@ def test_alerts_follow_champion_forecasts_within_the_margin(spark):
     assert scored.where(outputs.is_trigger(30, 4)).count() == 0
     arrivals = scored.where(outputs.is_arrival()).select("battery_id")
     assertDataFrameEqual(arrivals, [Row(battery_id="B3")])
+
+
+def test_alerts_follow_the_champion_risk_when_its_version_has_a_threshold(spark):
+    scored = spark.createDataFrame(
+        [
+            ("forecast", "B1", dt.date(2024, 3, 2), None, 0.40, "champion"),
+            ("forecast", "B1", dt.date(2024, 3, 3), None, 0.91, "champion"),
+            ("forecast", "B2", dt.date(2024, 3, 3), 5, 0.10, "champion"),  # near by the sum
+            ("forecast", "B3", dt.date(2024, 3, 3), 20, 0.99, "shadow"),
+            ("forecast", "B4", dt.date(2024, 3, 3), 20, None, "champion"),
+        ],
+        "kind string, battery_id string, date date, days_to_failure int, failure_risk double, "
+        "model_role string",
+    )
+    by_risk = scored.where(outputs.is_trigger(30, 3, threshold=0.9)).select("battery_id")
+    assertDataFrameEqual(by_risk, [Row(battery_id="B1")])
+    # Without a threshold (a version with no risk), the running-sum rule as before.
+    by_sum = scored.where(outputs.is_trigger(30, 3)).select("battery_id")
+    assertDataFrameEqual(by_sum, [Row(battery_id="B2"), Row(battery_id="B4")])

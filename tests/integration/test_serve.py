@@ -139,11 +139,13 @@ def test_scores_the_contract_input(forecaster: Endpoint) -> None:
     split = {"columns": COLUMNS, "data": [[r[c] for c in COLUMNS] for r in (row(), row(7))]}
     status, body = forecaster.post(json.dumps({"dataframe_split": split}))
     assert status == 200, body
-    predictions = body["predictions"]
+    # The contract's output frame, one record per row: the forecast and its quantile arrays.
+    predictions = [p["forecast"] for p in body["predictions"]]
     assert len(predictions) == 2 and all(len(p) == 30 for p in predictions)
     assert all(0 <= value < 10 for p in predictions for value in p)
+    assert all(len(p["cum_q90"]) == 30 for p in body["predictions"])
     status, body = forecaster.post(json.dumps({"dataframe_records": [row(30)]}))
-    assert status == 200 and len(body["predictions"][0]) == 30
+    assert status == 200 and len(body["predictions"][0]["forecast"]) == 30
 
 
 def without(record: dict, column: str) -> dict:
