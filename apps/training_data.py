@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from core.config import PitstopConfig
-from models.forecasting.data import DataError, contract_readings, load_readings
+from models.forecasting.data import DataError, SampleBounds, contract_readings, load_readings
 
 if TYPE_CHECKING:
     from models.training.compliance import ComplianceTrainResult, NoteSets
@@ -50,16 +50,32 @@ def default_training_source(cfg: PitstopConfig) -> str | None:
     return None
 
 
+def training_bounds(cfg: PitstopConfig) -> SampleBounds:
+    """How much of a Delta telemetry table training reads (forecast.training_days/batteries)."""
+    forecast = cfg.forecast
+    return SampleBounds(days=forecast.training_days, max_batteries=forecast.training_batteries)
+
+
 def training_readings(
     data: str | None, cfg: PitstopConfig, announce: Callable[[str], None] | None = None
 ) -> tuple[pd.DataFrame, str]:
     """Readings from `data`, else the Delta telemetry table, else a simulated fleet, and where
-    they came from. `announce` hears why a fleet is simulated, before it is.
+    they came from. `announce` hears why a fleet is simulated, before it is. A Delta table is
+    read as a bounded sample (`training_bounds`).
 
-    Data the user named that holds too few batteries is an error.
+    Data the user named that holds too few batteries is an error; so is training with no
+    `data` on a deployment whose lake is remote (abfss://, s3://, ...): its data is the
+    user's, and simulated readings would silently stand in for it.
     """
+    lake = cfg.storage.lake
+    if data is None and "://" in lake:
+        raise DataError(
+            f"The lake is remote ({lake.split('://', 1)[0]}://...): name the data to train on "
+            f"with --data (e.g. {cfg.storage.table('telemetry')}); Pitstop does not train on "
+            "a simulated fleet there."
+        )
     source = data or default_training_source(cfg)
-    readings = load_readings(source) if source else None
+    readings = load_readings(source, training_bounds(cfg)) if source else None
     if readings is not None and readings["battery_id"].nunique() >= MIN_BATTERIES:
         return readings, str(source)
     if data:

@@ -82,3 +82,59 @@ def count_rows(cfg: PitstopConfig, name: str) -> int:
     metadata rather than their data."""
     table = open_table(cfg.storage.table(name))
     return 0 if table is None else int(table.to_pyarrow_dataset().count_rows())
+
+
+def read_recent(
+    location: str,
+    columns: Sequence[str],
+    *,
+    days: int,
+    max_keys: int | None = None,
+    date_column: str = "date",
+    key_column: str = "battery_id",
+    seed: int = 0,
+    storage_options: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """A bounded sample of a Delta table of daily rows: the last `days` days before its latest
+    date and, of the keys seen then, at most `max_keys` (a seeded random choice).
+
+    Both bounds are pushed down to delta-rs's Arrow dataset (file statistics prune what lies
+    before the cut, only the named columns are read), so the sample -- not the table -- is
+    what reaches pandas: retraining reads the same amount whether the stream has stored a
+    month or ten years. The latest date comes from the files' statistics when they have them.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    table = open_table(location, storage_options)
+    if table is None:
+        raise LakeError(f"There is no Delta table at {location}.")
+    dataset = table.to_pyarrow_dataset()
+    latest = _latest(table, dataset, date_column)
+    if latest is None:
+        return pd.DataFrame(columns=list(columns))
+    since = pd.Timestamp(latest) - pd.Timedelta(days=days - 1)
+    recent = pads.field(date_column) >= pa.scalar(since.date(), pa.date32())
+    if max_keys is not None:
+        keys = pc.unique(dataset.to_table(columns=[key_column], filter=recent)[key_column])
+        if len(keys) > max_keys:
+            chosen = np.random.default_rng(seed).choice(len(keys), size=max_keys, replace=False)
+            recent = recent & pads.field(key_column).isin(keys.take(np.sort(chosen)))
+    return dataset.to_table(columns=list(columns), filter=recent).to_pandas()
+
+
+def _latest(table: Any, dataset: Any, column: str) -> Any:
+    """The table's latest `column` value: from its files' statistics, else its data."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    # delta-rs answers with arro3 tables; pyarrow reads them through the Arrow C interface.
+    actions = pa.table(table.get_add_actions(flatten=True))
+    name = f"max.{column}"
+    if name in actions.column_names and actions.num_rows:
+        values = actions.column(name)
+        if values.null_count == 0:
+            return pc.max(values).as_py()
+    return pc.max(dataset.to_table(columns=[column])[column]).as_py()

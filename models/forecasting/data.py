@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -28,11 +29,22 @@ class DataError(PitstopError, ValueError):
     """A data source that cannot be read as readings; the message says what to fix."""
 
 
-def load_readings(source: str | Path) -> pd.DataFrame:
-    """Readings in contract columns from a simulator folder, a lab-schema CSV or a Delta table."""
+@dataclass(frozen=True)
+class SampleBounds:
+    """How much of a Delta table training reads: each battery's last `days` days (counted back
+    from the table's latest reading) and at most `max_batteries` of the batteries seen then."""
+
+    days: int
+    max_batteries: int | None = None
+    seed: int = 0
+
+
+def load_readings(source: str | Path, bounds: SampleBounds | None = None) -> pd.DataFrame:
+    """Readings in contract columns from a simulator folder, a lab-schema CSV or a Delta table
+    (of which only the `bounds` sample is read, when given)."""
     if "://" in str(source):
         # A remote table (abfss://, s3://): delta-rs reads it with the environment's credentials.
-        return contract_readings(_read_delta(str(source)), str(source))
+        return contract_readings(_read_delta(str(source), bounds), str(source))
     path = Path(source)
     if not path.exists():
         raise DataError(
@@ -40,7 +52,7 @@ def load_readings(source: str | Path) -> pd.DataFrame:
             "or a Delta table path."
         )
     if path.is_dir() and (path / "_delta_log").is_dir():
-        frame = _read_delta(str(path))
+        frame = _read_delta(str(path), bounds)
     elif path.is_dir():
         files = sorted(path.glob(f"{TELEMETRY_STEM}*.jsonl")) + sorted(
             path.glob(f"{TELEMETRY_STEM}*.jsonl.gz")
@@ -86,8 +98,10 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(CONTRACT_COLUMNS))
 
 
-def _read_delta(location: str) -> pd.DataFrame:
+def _read_delta(location: str, bounds: SampleBounds | None = None) -> pd.DataFrame:
     from deltalake import DeltaTable
+
+    from core.lake import read_recent
 
     try:
         table = DeltaTable(location)
@@ -97,7 +111,20 @@ def _read_delta(location: str) -> pd.DataFrame:
     missing = [c for c in _REQUIRED if c not in present]
     if missing:
         raise DataError(f"Delta table {location} lacks telemetry column(s) {', '.join(missing)}.")
-    return table.to_pandas(columns=[c for c in CONTRACT_COLUMNS if c in present])
+    columns = [c for c in CONTRACT_COLUMNS if c in present]
+    if bounds is None:
+        return table.to_pandas(columns=columns)
+    frame = read_recent(
+        location, columns, days=bounds.days, max_keys=bounds.max_batteries, seed=bounds.seed
+    )
+    log.info(
+        "Read %d readings of %d batteries: the last %d days of %s",
+        len(frame),
+        frame["battery_id"].nunique(),
+        bounds.days,
+        location,
+    )
+    return frame
 
 
 def contract_readings(frame: pd.DataFrame, source: str) -> pd.DataFrame:

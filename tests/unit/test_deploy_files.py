@@ -307,7 +307,7 @@ def test_bundle_has_name_targets_and_resources() -> None:
     assert bundle["targets"]["dev"].get("default") is True
     assert bundle["targets"]["prod"]["mode"] == "production"
     assert bundle["artifacts"]["pitstop_wheel"]["type"] == "whl"
-    assert set(_bundle_jobs()) == {"pitstop_streaming", "pitstop_retrain"}
+    assert set(_bundle_jobs()) == {"pitstop_streaming", "pitstop_retrain", "pitstop_retrain_automl"}
 
 
 def test_bundle_variables_are_declared_and_defaults_only_where_safe() -> None:
@@ -366,3 +366,20 @@ def test_retrain_job_is_scheduled_and_trains_on_the_telemetry_table() -> None:
     params = wheel["parameters"]
     assert params[params.index("train") : params.index("train") + 2] == ["train", "rnn"]
     assert params[params.index("--data") + 1].endswith("/pitstop/lake/telemetry")
+
+
+def test_automl_retraining_is_scheduled_beside_the_lstms() -> None:
+    job = _bundle_jobs()["pitstop_retrain_automl"]
+    declared = _bundle_documents()[0]["variables"]
+    assert job["schedule"]["quartz_cron_expression"] == "${var.automl_retrain_cron}"
+    assert len(declared["automl_retrain_cron"]["default"].split()) in (6, 7)  # Quartz
+    (task,) = job["tasks"]
+    params = task["python_wheel_task"]["parameters"]
+    assert params[params.index("train") : params.index("train") + 2] == ["train", "automl"]
+    assert params[params.index("--time-budget") + 1] == "10m"
+    # The lake is remote on Azure: without --data training would refuse.
+    assert params[params.index("--data") + 1].endswith("/pitstop/lake/telemetry")
+    for name in ("pitstop_retrain", "pitstop_retrain_automl"):
+        env = _bundle_jobs()[name]["job_clusters"][0]["new_cluster"]["spark_env_vars"]
+        # delta-rs reads the telemetry table with the cluster's service principal.
+        assert env["AZURE_CLIENT_SECRET"].startswith("{{secrets/")
