@@ -1,10 +1,15 @@
 """Record the small replay fixtures in tests/fixtures/ (run with `make fixtures`).
 
 Writes, from seeds alone:
-- tests/fixtures/model/           a small trained LSTM, saved as an MLflow pyfunc folder;
+- tests/fixtures/risk-model/      a small trained LSTM with quantile heads and a calibrated
+                                  failure risk, saved as an MLflow pyfunc folder;
 - tests/fixtures/small-fleet/     20 batteries x 180 days as wire JSONL and lab-schema CSV,
                                   the simulator's ground truth, and the battery alerts the
-                                  pipeline must produce from each file with that model.
+                                  pipeline must produce from each file with each model:
+                                  expected-alerts-{jsonl,csv}.csv with tests/fixtures/model/
+                                  (a version registered before quantiles, kept as it was: the
+                                  stream must go on scoring such versions) and
+                                  expected-alerts-risk-{jsonl,csv}.csv with the risk model.
 The replay test (tests/integration/test_fixture_replay.py) must reproduce them exactly.
 """
 
@@ -20,9 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 FIXTURES = ROOT / "tests" / "fixtures"
-MODEL_DIR = FIXTURES / "model"
+LEGACY_MODEL_DIR = FIXTURES / "model"
+MODEL_DIR = FIXTURES / "risk-model"
 FLEET_DIR = FIXTURES / "small-fleet"
 ALERT_COLUMNS = ["battery_id", "car_id", "status", "alert_date", "predicted_failure_date"]
+# Fleet and model per recording: (file, kind), then (model folder, suffix of the CSV).
+RECORDINGS = (("battery-telemetry.jsonl", "jsonl"), ("battery-telemetry.csv", "csv"))
+MODELS = ((LEGACY_MODEL_DIR, ""), (MODEL_DIR, "risk-"))
 
 
 def expected_alerts(cfg):
@@ -47,8 +56,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         cfg = make_test_config(work)
+        # Enough batteries that the validation period holds failures to calibrate on.
         result = train_rnn(
-            cfg, simulated_readings(40, 240, seed=101), epochs=3, max_windows=3000, seed=0
+            cfg, simulated_readings(80, 300, seed=101), epochs=3, max_windows=3000, seed=0
         )
         shutil.rmtree(MODEL_DIR, ignore_errors=True)
         mlflow.artifacts.download_artifacts(
@@ -67,16 +77,17 @@ def main() -> None:
         )
         shutil.rmtree(FLEET_DIR, ignore_errors=True)
         FLEET_DIR.mkdir(parents=True)
-        for name in ("battery-telemetry.jsonl", "battery-telemetry.csv"):
+        for name, _ in RECORDINGS:
             shutil.copyfile(work / "sim" / name, FLEET_DIR / name)
         shutil.copytree(work / "sim" / "truth", FLEET_DIR / "truth")
 
         spark = build_spark_session(cfg)
-        for name, out in (("battery-telemetry.jsonl", "jsonl"), ("battery-telemetry.csv", "csv")):
-            replayed = run_replay(
-                spark, cfg, FLEET_DIR / name, work / f"replay-{out}", str(MODEL_DIR)
-            )
-            expected_alerts(replayed).to_csv(FLEET_DIR / f"expected-alerts-{out}.csv", index=False)
+        for model, prefix in MODELS:
+            for name, kind in RECORDINGS:
+                out = work / f"replay-{prefix}{kind}"
+                replayed = run_replay(spark, cfg, FLEET_DIR / name, out, str(model))
+                path = FLEET_DIR / f"expected-alerts-{prefix}{kind}.csv"
+                expected_alerts(replayed).to_csv(path, index=False)
         spark.stop()
     print(f"Fixtures written under {FIXTURES}")
 

@@ -52,12 +52,13 @@ def trained_config(tmp_path_factory: pytest.TempPathFactory) -> PitstopConfig:
     """A configuration whose MLflow store holds a small trained champion LSTM.
 
     Trained once per session on a simulated fleet (a few epochs: the tests check the
-    plumbing around the model, the benchmarks check its quality).
+    plumbing around the model, the benchmarks check its quality), large enough that its
+    validation period holds failures to calibrate the risk on.
     """
     from apps.training_data import simulated_readings
     from models.training.rnn import train_rnn
 
     cfg = make_test_config(tmp_path_factory.mktemp("registry"))
-    readings = simulated_readings(batteries=40, days=200, seed=3)
+    readings = simulated_readings(batteries=80, days=240, seed=3)
     train_rnn(cfg, readings, epochs=2, max_windows=2000, time_budget_s=30, seed=0)
     return cfg

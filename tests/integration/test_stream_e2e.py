@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from pyspark.sql import Row
@@ -12,6 +13,7 @@ from core.config import PitstopConfig, TopicsConfig
 from streaming import tables
 from streaming.battery.flow import build_job, start_battery_query
 from tests.conftest import make_test_config
+from tests.integration.test_fixture_replay import MIN_PRECISION, MIN_RECALL, alert_scores
 
 pytestmark = pytest.mark.integration
 
@@ -106,6 +108,13 @@ def test_broker_fed_stream_stores_scores_alerts_and_quarantines(
     row = open_alerts.first()
     assert row.model_name == cfg.forecast.model and row.model_version
     assert row.alert_date <= row.predicted_failure_date
+    # Held against the simulator's failure dates, not only against what the code recorded.
+    truth = pd.read_csv(tmp_path / "sim" / "truth" / "batteries.csv")
+    end = pd.Timestamp(telemetry.agg(F.max("date")).first()[0])
+    scores = alert_scores(alerts.toPandas(), truth, end)
+    assert scores["recall"] >= MIN_RECALL, scores
+    assert scores["precision"] >= MIN_PRECISION, scores
+    assert alerts.where("failure_risk IS NULL").count() == 0  # the champion has a risk
     # Loaded at most once per Python worker (local[2]: 2), not once per task; 0 when an
     # earlier test of the session already left this version in the reused workers.
     assert job.loads.value <= 2
