@@ -306,24 +306,28 @@ def evaluate(
     expected = pd.read_csv(truth_folder / "readings.csv.gz", parse_dates=["date"])
     floor = noise_floor(folds, expected)
     oracle = np.mean([score_fold(f, oracle_now(f, expected))["nrmse"] for f in folds])
-    best = board.loc[result.best, "cv_nrmse"]
+    # The registered best is chosen on alerts first; accuracy is judged on the best NRMSE.
+    accurate = board["cv_nrmse"].idxmin()
+    best = board.loc[accurate, "cv_nrmse"]
     naive = board["cv_nrmse"].get("seasonal_naive", np.nan)
     lstm = board.loc["lstm", "cv_nrmse"] if "lstm" in board.index else np.nan
+    print(f"registered (best on alerts, then NRMSE): {result.best}")
     print(
-        f"best {result.best}: NRMSE {best:.4f} (lab bar 0.1355: {best <= 0.1355}); "
+        f"best NRMSE {accurate}: {best:.4f} (lab bar 0.1355: {best <= 0.1355}); "
         f"{100 * (1 - best / naive):.1f}% below seasonal naive {naive:.4f} (want >= 20%); "
         f"noise floor {floor['nrmse']:.4f}, best is {100 * (best / floor['nrmse'] - 1):.1f}% "
         f"above (want <= 10%); LSTM {lstm:.4f} is {100 * (lstm / best - 1):+.1f}% vs best "
         f"(want <= +5%)"
     )
     print(
+        f"best NRMSE is {100 * (best / oracle - 1):+.1f}% vs the knowable oracle (want <= +3%); "
         f"oracle_now {oracle:.4f} is {100 * (oracle / floor['nrmse'] - 1):.0f}% above the floor: "
         f"today's expected weekly pattern held {folds[0].horizon} days misses only what changes "
         f"within the horizon (a new owner or job, the season's drift)"
     )
     shown = {
         model: per_fold[model]
-        for model in dict.fromkeys((result.best, "lstm"))
+        for model in dict.fromkeys((accurate, result.best, "lstm"))
         if len(per_fold.get(model, [])) == len(folds)
     }
     print(

@@ -144,7 +144,7 @@ def crossfit_rule(
 ) -> dict[str, Any]:
     """The cycle rule's alert quality on readings in (since, until], each half of the
     batteries with the N and T tuned on the other half's readings of the same period."""
-    from models.forecasting.rule import ALERT_DAYS, MEAN_DAYS, rule_days
+    from models.forecasting.rule import MEAN_DAYS, rule_days, rule_scores
 
     failures = failure_dates(readings)
     data_end = pd.to_datetime(readings["date"]).max()
@@ -156,21 +156,19 @@ def crossfit_rule(
     second = halves(tables[MEAN_DAYS[0]]["battery_id"])
     alerts, chosen = [], []
     for fit_on in (~second, second):
-        best: tuple | None = None
-        for n, table in tables.items():
-            part = table[fit_on]
-            for t in ALERT_DAYS:
-                fired = first_alerts(part, part["days"].to_numpy() <= t)
-                s = alert_outcomes(fired, part, failures, data_end, within_days)
-                key = (
-                    bool(s["precision"] >= target_precision),
-                    np.nan_to_num(s["recall"]),
-                    np.nan_to_num(s["median_lead_days"]),
-                )
-                if best is None or key > best[0]:
-                    best = (key, n, t)
-        assert best is not None
-        _, n, t = best
+        scores = pd.concat(
+            [
+                rule_scores(table[fit_on], failures, data_end, within_days).assign(mean_days=n)
+                for n, table in tables.items()
+            ],
+            ignore_index=True,
+        )
+        scores["reached"] = scores["precision"] >= target_precision
+        best = scores.fillna({"recall": 0.0, "median_lead_days": 0.0}).sort_values(
+            ["reached", "recall", "median_lead_days", "alert_days"],
+            ascending=[False, False, False, True],
+        )
+        n, t = int(best["mean_days"].iloc[0]), int(best["alert_days"].iloc[0])
         chosen.append(f"N={n}, T={t}")
         other = tables[n][~fit_on]
         alerts.append(first_alerts(other, other["days"].to_numpy() <= t))

@@ -43,7 +43,10 @@ SPEC_FILE = "spec.json"
 
 class CycleLstm(nn.Module):
     """Stacked LSTM over the window, a linear head from the last hidden state (and the static
-    inputs) to the horizon: the point forecast, then the quantiles when the spec has them."""
+    inputs) to the horizon's correction of the baseline: the point forecast. With quantiles,
+    a second linear head reads the same state, detached, with two measures of the window's
+    volatility, and places the quantiles around the point forecast: the trunk is trained for
+    the point forecast alone, and the quantiles cannot pull it off it."""
 
     def __init__(self, spec: LstmSpec) -> None:
         super().__init__()
@@ -55,45 +58,80 @@ class CycleLstm(nn.Module):
             dropout=spec.dropout if spec.num_layers > 1 else 0.0,
             batch_first=True,
         )
-        self.head = nn.Linear(
-            spec.hidden_size + spec.static_size, spec.horizon_days * spec.outputs_per_day
-        )
-
+        features = spec.hidden_size + spec.static_size
+        self.head = nn.Linear(features, spec.horizon_days)
         # Start as the baseline itself: the correction grows only where it helps.
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        if spec.quantiles:
+            levels = len(spec.daily_levels) + len(spec.cum_levels)
+            self.quantile_head = nn.Linear(
+                features + VOLATILITY_FEATURES, spec.horizon_days * levels
+            )
+            # Every quantile starts on the point forecast; the pinball loss spreads them.
+            nn.init.zeros_(self.quantile_head.weight)
+            nn.init.zeros_(self.quantile_head.bias)
 
-    def _corrections(self, windows: torch.Tensor, statics: torch.Tensor | None) -> torch.Tensor:
-        """(n, horizon, outputs_per_day) corrections of the baseline."""
+    def features(self, windows: torch.Tensor, statics: torch.Tensor | None) -> torch.Tensor:
+        """(n, hidden + static) what the heads read: the last hidden state and the statics."""
         out, _ = self.lstm(windows)
         last = out[:, -1, :]
         if self.spec.static_inputs:
             if statics is None:
                 statics = torch.zeros(len(last), STATIC_FEATURES, dtype=last.dtype)
             last = torch.cat([last, statics], dim=1)
-        return self.head(last).view(len(last), self.spec.horizon_days, self.spec.outputs_per_day)
+        return last
 
     def forward(
         self, windows: torch.Tensor, baseline: torch.Tensor, statics: torch.Tensor | None = None
     ) -> torch.Tensor:
         """(n, window, channels) scaled windows and (n, horizon) baseline -> scaled forecast."""
-        return baseline + self._corrections(windows, statics)[:, :, 0]
+        return baseline + self.head(self.features(windows, statics))
+
+    def quantile_inputs(self, features: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        """What the quantile head reads: the features, detached, and the window's volatility."""
+        return torch.cat([features.detach(), volatility(windows)], dim=1)
+
+    def quantiles_from(
+        self, point: torch.Tensor, inputs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Daily quantiles (n, h, q) and running-total quantiles as the mean day of the first
+        h days (n, h, k), around a (scaled) point forecast, from `quantile_inputs`."""
+        if not self.spec.quantiles:
+            raise LstmError("This LSTM was saved without quantile heads.")
+        q, h = len(self.spec.daily_levels), self.spec.horizon_days
+        spread = self.quantile_head(inputs).view(len(point), h, -1)
+        point = point.detach()
+        days = torch.arange(1, h + 1, dtype=point.dtype)
+        running_mean = torch.cumsum(point, dim=1) / days
+        return point[:, :, None] + spread[:, :, :q], running_mean[:, :, None] + spread[:, :, q:]
 
     def distribution(
         self, windows: torch.Tensor, baseline: torch.Tensor, statics: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Scaled point forecast (n, h), daily quantiles (n, h, q) and running-total quantiles
-        as the mean day of the first h days (n, h, k), each a correction of the baseline."""
+        as the mean day of the first h days (n, h, k)."""
         if not self.spec.quantiles:
             raise LstmError("This LSTM was saved without quantile heads.")
-        corrections = self._corrections(windows, statics)
-        q = len(self.spec.daily_levels)
-        days = torch.arange(1, baseline.shape[1] + 1, dtype=baseline.dtype)
-        running_mean = torch.cumsum(baseline, dim=1) / days
-        point = baseline + corrections[:, :, 0]
-        daily = baseline[:, :, None] + corrections[:, :, 1 : 1 + q]
-        totals = running_mean[:, :, None] + corrections[:, :, 1 + q :]
+        features = self.features(windows, statics)
+        point = baseline + self.head(features)
+        daily, totals = self.quantiles_from(point, self.quantile_inputs(features, windows))
         return point, daily, totals
+
+
+# Inputs of the quantile head beside the hidden state: how much the window's days vary.
+VOLATILITY_FEATURES = 2
+
+
+def volatility(windows: torch.Tensor) -> torch.Tensor:
+    """(n, 2): the spread of the window's last 28 scaled days, and how far its last week's
+    level is from its last four weeks' (padded days, mask 0, left out)."""
+    days, real = windows[:, -28:, 0], windows[:, -28:, 1]
+    count = real.sum(dim=1).clamp(min=1)
+    mean = (days * real).sum(dim=1) / count
+    spread = torch.sqrt(((days - mean[:, None]) ** 2 * real).sum(dim=1) / count)
+    week = (days[:, -7:] * real[:, -7:]).sum(dim=1) / real[:, -7:].sum(dim=1).clamp(min=1)
+    return torch.stack([spread, (week - mean).abs()], dim=1)
 
 
 # Windows per forward pass when scoring. A small batch keeps the LSTM's activations in the

@@ -23,7 +23,7 @@ from models.forecasting.bands import MIN_SCALE, ResidualBands, backtest_windows
 from models.forecasting.distribution import ForecastDistribution
 from models.forecasting.features import HISTORY_COLUMN, daily_series
 from models.forecasting.pyfunc import ForecastPythonModel
-from models.forecasting.risk import alert_outcomes, failure_dates, first_alerts
+from models.forecasting.risk import failure_dates
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +87,15 @@ def tune_rule(
         )
         return CycleRule(*UNTUNED, tuned=False), pd.DataFrame()
     data_end = pd.to_datetime(readings["date"]).max()
-    rows = []
-    for n in mean_days:
-        table = rule_days(readings, n)
-        for t in alert_days:
-            alerts = first_alerts(table, table["days"].to_numpy() <= t)
-            scores = alert_outcomes(alerts, table, failures, data_end, within_days)
-            rows.append({"mean_days": n, "alert_days": t, **scores})
-    scores = pd.DataFrame(rows)
+    scores = pd.concat(
+        [
+            rule_scores(rule_days(readings, n), failures, data_end, within_days, alert_days).assign(
+                mean_days=n
+            )
+            for n in mean_days
+        ],
+        ignore_index=True,
+    )
     ok = scores[scores["precision"] >= target_precision]
     pool = ok if not ok.empty else scores[scores["precision"] == scores["precision"].max()]
     if ok.empty:
@@ -113,6 +114,60 @@ def tune_rule(
         "Tuned rule: %s (recall %.3f, precision %.3f)", rule.describe(), rule.recall, rule.precision
     )
     return rule, scores
+
+
+def rule_scores(
+    table: pd.DataFrame,
+    failures: pd.Series,
+    data_end: pd.Timestamp,
+    within_days: int,
+    alert_days: Sequence[int] = ALERT_DAYS,
+) -> pd.DataFrame:
+    """Per T of `alert_days`: the `risk.alert_outcomes` of alerting each battery of `table`
+    (battery_id, date, days) on its first reading with days <= T, for every T at once.
+
+    A battery's first alert at T is on the reading where its running minimum of days first
+    falls to T or below: each reading that lowers the running minimum (from m_prev to m) is
+    the first alert for every T in [m, m_prev), so one pass over those readings scores all T.
+    """
+    frame = table.assign(
+        battery_id=table["battery_id"].astype(str), date=pd.to_datetime(table["date"])
+    ).sort_values(["battery_id", "date"], kind="stable")
+    low = frame.groupby("battery_id")["days"].cummin().to_numpy()
+    high = frame.assign(m=low).groupby("battery_id")["m"].shift(1, fill_value=np.inf).to_numpy()
+    lowers = low < high
+    rec = frame[lowers]
+    rec_low, rec_high = low[lowers], high[lowers]
+    ids = rec["battery_id"].to_numpy()
+    failure = pd.to_datetime(rec["battery_id"].map(failures)).to_numpy()
+    lead = (failure - rec["date"].to_numpy()) / np.timedelta64(1, "D")
+    right = (lead >= 0) & (lead <= within_days)
+    unknown = np.isnan(lead) & (
+        rec["date"].to_numpy() + np.timedelta64(within_days, "D") > data_end
+    )
+    first = frame.groupby("battery_id")["date"].min()
+    fails = pd.to_datetime(failures.reindex(first.index))
+    due_ids = set(first.index[fails.notna() & (fails > first)])
+    due_rec = np.isin(ids, list(due_ids)) & (lead >= 0)
+    rows = []
+    for t in alert_days:
+        active = (rec_low <= t) & (t < rec_high)
+        judged = active & ~unknown
+        rows.append(
+            {
+                "alert_days": t,
+                "due": float(len(due_ids)),
+                "alerts": float(active.sum()),
+                "recall": float((active & due_rec).sum() / len(due_ids)) if due_ids else np.nan,
+                "precision": float((active & right).sum() / judged.sum())
+                if judged.any()
+                else np.nan,
+                "median_lead_days": float(np.median(lead[active & right]))
+                if (active & right).any()
+                else np.nan,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def recent_means(frame: pd.DataFrame, mean_days: int) -> np.ndarray:

@@ -299,13 +299,12 @@ def _log_fit(fit: FitResult) -> None:
         zip(fit.train_loss, fit.val_loss, strict=True), start=1
     ):
         mlflow.log_metrics({"train_loss": train_loss, "val_loss": val_loss}, step=epoch)
-    for epoch, point in enumerate(fit.val_point_loss, start=1):
-        mlflow.log_metric("val_point_loss", point, step=epoch)
+    for step, loss in enumerate(fit.quantile_val_loss, start=1):
+        mlflow.log_metric("quantile_val_loss", loss, step=step)
     mlflow.log_metrics(
         {
             "best_epoch": fit.best_epoch,
             "baseline_val_loss": fit.baseline_val_loss,
-            "baseline_val_point_loss": fit.baseline_val_point_loss,
             "epochs_run": len(fit.train_loss),
             "fit_seconds": fit.seconds,
             "train_windows": fit.train_windows,
