@@ -17,6 +17,7 @@ ORDER = (
     "lstm_ceiling.py",
     "compliance.py",
     "forecast_quality.py",
+    "alert_quality.py",
     "stream_benchmark.py",
     "sink_floor.py",
     "soak.py",  # 30 minutes

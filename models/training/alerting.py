@@ -86,7 +86,11 @@ def judge_period(
             within_days=within,
             method=CALIBRATION_METHOD,
         )
-        if not judged:
+    except RiskError as exc:
+        log.warning("No failure risk for this version: %s", exc)
+        return None
+    if not judged:
+        try:
             judged = crossfit_alerts(
                 table,
                 readings,
@@ -94,16 +98,13 @@ def judge_period(
                 within_days=within,
                 method=CALIBRATION_METHOD,
             )
-    except RiskError as exc:
-        log.warning("No failure risk for this version: %s", exc)
-        return None
+        except RiskError as exc:  # a half of the batteries without a failure to judge by
+            log.warning("Alerts not cross-fitted on the validation period: %s", exc)
+            judged = {}
     rule = crossfit_rule(readings, since, until, target_precision=target, within_days=within)
     period = f"the validation period {since.date() + pd.Timedelta(days=1)} to {until.date()}"
-    return AlertReport(
-        calibration,
-        period,
-        {"this model": judged, f"cycle rule ({rule.pop('chosen')})": rule},
-    )
+    rows = {"this model": judged} if judged else {}
+    return AlertReport(calibration, period, {**rows, f"cycle rule ({rule.pop('chosen')})": rule})
 
 
 def log_alert_report(report: AlertReport | None) -> None:

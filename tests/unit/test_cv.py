@@ -9,6 +9,7 @@ import pytest
 from models.forecasting.cv import (
     CvError,
     model_inputs,
+    period_rows,
     rolling_origin_folds,
     score_fold,
     score_forecaster,
@@ -113,3 +114,18 @@ def test_bad_settings(readings: pd.DataFrame, options: dict, message: str) -> No
 def test_no_readings() -> None:
     with pytest.raises(CvError, match="no readings"):
         rolling_origin_folds(_readings("A", "2024-01-01", 10, 1.0).iloc[0:0])
+
+
+def test_period_rows_cap_the_batteries_with_a_fixed_choice() -> None:
+    fleet = pd.concat(
+        [_readings(f"B{i:02d}", "2024-01-01", 40, 1.0 + i) for i in range(12)], ignore_index=True
+    )
+    since, until = pd.Timestamp("2024-01-30"), pd.Timestamp("2024-02-09")
+    whole = period_rows(fleet, since, until, window_days=20)
+    assert whole.keys["battery_id"].nunique() == 12
+    capped = period_rows(fleet, since, until, window_days=20, max_batteries=5)
+    again = period_rows(fleet.sample(frac=1.0, random_state=1), since, until, 20, max_batteries=5)
+    chosen = set(capped.keys["battery_id"])
+    assert len(chosen) == 5 and chosen == set(again.keys["battery_id"])
+    # Each chosen battery keeps every one of its readings in the period.
+    assert len(capped.keys) == 5 * 10
