@@ -175,7 +175,7 @@ def train_automl_command(
     )
     with _sweep_progress(len(chosen), cv) as (on_fold, on_candidate):
         result = train_automl(cfg, readings, settings, on_fold=on_fold, on_candidate=on_candidate)
-    console.print(_leaderboard_table(result.leaderboard))
+    _print_whole(_leaderboard_table(result.leaderboard))
     console.print(f"Stopped: {result.stopped_reason}; {result.seconds:.0f}s in all.")
     holdout = result.metrics["holdout_nrmse"]
     champion = result.champion_metrics.get("holdout_nrmse")
@@ -281,6 +281,19 @@ def _sweep_progress(candidates: int, folds: int) -> Iterator[tuple[Any, Any]]:
 
         yield on_fold, on_candidate
         progress.update(task, completed=total, description="done")
+
+
+# Piped or captured output (CI logs, files) has no terminal width; rich would assume 80 and cut
+# the leaderboard's numbers to ellipses.
+PIPED_WIDTH = 200
+
+
+def _print_whole(table: Table) -> None:
+    """A wide table: at the terminal's width, or at PIPED_WIDTH when there is no terminal."""
+    if console.is_terminal:
+        console.print(table)
+    else:
+        Console(width=PIPED_WIDTH).print(table)
 
 
 def _leaderboard_table(board: pd.DataFrame) -> Table:

@@ -94,10 +94,25 @@ def calibrate_model(
     return calibration
 
 
-def halves(batteries: pd.Series, seed: int = 0) -> np.ndarray:
-    """A fixed split of batteries in two halves (by a hash of the id): True for the second."""
-    codes = pd.util.hash_pandas_object(batteries.astype(str), index=False).to_numpy()
-    return ((codes + np.uint64(seed)) % np.uint64(2)).astype(bool)
+def halves(batteries: pd.Series, seed: int = 0, failing: pd.Series | None = None) -> np.ndarray:
+    """A fixed split of batteries in two halves (by a hash of the id): True for the second.
+
+    With `failing` (per row: its battery fails within the horizon of some reading), the
+    batteries that fail are dealt alternately to each half in hash order, so that both halves
+    hold failures to calibrate and judge by even when the period holds only a few."""
+    ids = batteries.astype(str)
+    codes = pd.util.hash_pandas_object(ids, index=False).to_numpy()
+    second = ((codes + np.uint64(seed)) % np.uint64(2)).astype(bool)
+    if failing is None:
+        return second
+    fails = pd.Series(np.asarray(failing, bool)).groupby(ids.to_numpy()).any()
+    failed = fails.index[fails.to_numpy()]
+    if len(failed) < 2:
+        return second
+    order = pd.util.hash_pandas_object(pd.Series(failed), index=False).to_numpy()
+    dealt = pd.Series(np.arange(len(failed)) % 2 == 1, index=failed[np.argsort(order)])
+    mapped = ids.map(dealt)
+    return np.where(mapped.notna(), mapped.fillna(False).to_numpy(bool), second)
 
 
 def crossfit_alerts(
@@ -112,7 +127,8 @@ def crossfit_alerts(
     half of the batteries judged with the calibration and threshold fitted on the other."""
     failures = failure_dates(readings)
     data_end = pd.to_datetime(readings["date"]).max()
-    second = halves(table["battery_id"])
+    labels = reading_labels(table, failures, data_end, within_days)
+    second = halves(table["battery_id"], failing=labels == 1.0)
     risk = np.full(len(table), np.nan)
     alerts = []
     for fit_on in (~second, second):
@@ -129,9 +145,8 @@ def crossfit_alerts(
         applied = calibrator.apply(other["raw_risk"].to_numpy(float))
         risk[~fit_on] = applied
         alerts.append(first_alerts(other, applied >= threshold))
-    label = reading_labels(table, failures, data_end, within_days)
     scores = alert_outcomes(pd.concat(alerts), table, failures, data_end, within_days)
-    return {**scores, "ece": expected_calibration_error(risk, label)}
+    return {**scores, "ece": expected_calibration_error(risk, labels)}
 
 
 def crossfit_rule(
@@ -153,7 +168,9 @@ def crossfit_rule(
     for n in MEAN_DAYS:
         days = rule_days(upto, n)
         tables[n] = days[pd.to_datetime(days["date"]) > since].reset_index(drop=True)
-    second = halves(tables[MEAN_DAYS[0]]["battery_id"])
+    first_table = tables[MEAN_DAYS[0]]
+    failing = reading_labels(first_table, failures, data_end, within_days) == 1.0
+    second = halves(first_table["battery_id"], failing=failing)
     alerts, chosen = [], []
     for fit_on in (~second, second):
         scores = pd.concat(

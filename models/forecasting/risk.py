@@ -255,7 +255,7 @@ class RiskCalibration:
     def params(self) -> dict[str, object]:
         """What a run logs as parameters (and a version as tags)."""
         return {
-            "alert_threshold": round(self.threshold, 6),
+            "alert_threshold": float(self.threshold),
             "alert_precision_target": self.target_precision,
             "risk_calibration": self.calibrator.method,
         }

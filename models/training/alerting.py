@@ -125,5 +125,5 @@ def tag_version(model_name: str, version: str, report: AlertReport | None) -> No
     from mlflow.tracking import MlflowClient
 
     MlflowClient().set_model_version_tag(
-        model_name, version, THRESHOLD_TAG, f"{report.calibration.threshold:.6f}"
+        model_name, version, THRESHOLD_TAG, repr(float(report.calibration.threshold))
     )

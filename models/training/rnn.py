@@ -206,7 +206,11 @@ class _LstmJob:
     def fit(self) -> _Fitted:
         window, horizon = self.spec.window_days, self.spec.horizon_days
         windows, futures = build_training_windows(self.train, window, horizon)
-        val_since = time_validation_start(self.train["date"], horizon)
+        # From the windows' last future days, not the readings: a battery that joined within
+        # the holdout's horizon stays whole in training (`split_holdout`) and would move the
+        # end past every other battery's windows, leaving none to validate on.
+        future_ends = pd.to_datetime(windows["date"]) + pd.Timedelta(days=horizon)
+        val_since = time_validation_start(future_ends, horizon)
         previous = torch.get_num_threads()
         # One thread by default: on 2 cores shared with a broker or another job, 2 threads ran
         # 6x slower than 1 (threads spin waiting for each other); idle, 2 gained only 1.6x.
@@ -216,14 +220,18 @@ class _LstmJob:
                 windows, futures, self.spec, val_since=val_since, seed=self.seed, **self.fit_options
             )
             model = TrainedLstm(result.model, result.spec)
-            until = pd.to_datetime(self.train["date"]).max()
+            # The risk is calibrated on every reading after the validation start, holdout days
+            # included: they are each battery's last days, where a failed battery reached its
+            # rating (the holdout judges forecasts, which learnt nothing from them).
+            until = pd.to_datetime(self.readings["date"]).max()
             within = self.cfg.forecast.alert_within_days
-            table = period_risks(model, period_rows(self.train, val_since, until, window, within))
+            rows = period_rows(self.readings, val_since, until, window, within)
+            table = period_risks(model, rows)
         finally:
             torch.set_num_threads(previous)
         _log_fit(result)
         assert table is not None  # no deadline
-        report = judge_period(model, table, self.train, self.cfg, val_since, until)
+        report = judge_period(model, table, self.readings, self.cfg, val_since, until)
         log_alert_report(report)
         return _Fitted(result, model, report)
 

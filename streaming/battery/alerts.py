@@ -35,8 +35,8 @@ REFRESHED = (
     "battery_rated_cycles",
     "model_name",
     "model_version",
-    "message",
     "failure_risk",
+    "message",
 )
 UPDATED = (*REFRESHED, "status", "close_reason", "closed_at", "updated_at")
 INSERT, UPDATE = "insert", "update"

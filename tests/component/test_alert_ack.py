@@ -38,6 +38,7 @@ def alert_row(alert_id: str, day: int, days_to_failure: int) -> tuple:
         500.0,
         "battery-cycles-rnn",
         "1",
+        0.9,  # failure_risk
     )
 
 

@@ -130,3 +130,18 @@ def test_ece_of_a_perfect_and_of_a_wrong_forecaster() -> None:
     label = np.array([0, 0, 0, 1] * 25, dtype=float)
     assert expected_calibration_error(np.full(100, 0.25), label) == pytest.approx(0.0)
     assert expected_calibration_error(np.full(100, 0.75), label) == pytest.approx(0.5)
+
+
+def test_halves_deal_the_failing_batteries_to_both_sides() -> None:
+    from models.forecasting.calibration import halves
+
+    ids = pd.Series([f"B{i}" for i in range(40) for _ in range(3)])
+    failing = ids.isin(["B3", "B17"]).to_numpy() & (np.arange(len(ids)) % 3 == 2)
+    plain = halves(ids)
+    dealt = halves(ids, failing=failing)
+    sides = {bool(dealt[ids.to_numpy() == b][0]) for b in ("B3", "B17")}
+    assert sides == {True, False}
+    # One battery per side throughout, and the others keep their hash side.
+    assert all(len(set(dealt[ids.to_numpy() == b])) == 1 for b in ids.unique())
+    others = ~ids.isin(["B3", "B17"]).to_numpy()
+    assert (dealt[others] == plain[others]).all()
