@@ -18,9 +18,8 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 from core.config import PitstopConfig
 from core.errors import PitstopError
 
-# delta-rs's disjunctive normal form: [(column, op, value), ...] ANDed, or a list of such
-# lists ORed; op is one of =, !=, <, <=, >, >=, in, not in.
-Filters = list[tuple[str, str, Any]] | list[list[tuple[str, str, Any]]]
+# [(column, op, value), ...], ANDed; op is one of =, !=, <, <=, >, >=.
+Filters = list[tuple[str, str, Any]]
 
 
 class LakeError(PitstopError):
@@ -74,7 +73,35 @@ def read_table(
     table = open_table(cfg.storage.table(name))
     if table is None:
         return pd.DataFrame()
-    return table.to_pandas(columns=list(columns) if columns is not None else None, filters=filters)
+    wanted = list(columns) if columns is not None else None
+    return table.to_pandas(columns=wanted, filters=_expression(filters) if filters else None)
+
+
+_COMPARE = {
+    "=": lambda f, v: f == v,
+    "!=": lambda f, v: f != v,
+    "<": lambda f, v: f < v,
+    "<=": lambda f, v: f <= v,
+    ">": lambda f, v: f > v,
+    ">=": lambda f, v: f >= v,
+}
+
+
+def _expression(filters: list[tuple[str, str, Any]]) -> Any:
+    """The ANDed filters as a pyarrow expression. A string column is compared as a plain
+    string: tables delta-rs commits hold string views, which pyarrow does not compare with
+    a string literal."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    expression = None
+    for column, op, value in filters:
+        field = ds.field(column)
+        if isinstance(value, str):
+            field = field.cast(pa.string())
+        term = _COMPARE[op](field, value)
+        expression = term if expression is None else expression & term
+    return expression
 
 
 def count_rows(cfg: PitstopConfig, name: str) -> int:
