@@ -16,7 +16,7 @@ import pandas as pd
 
 from core.config import PitstopConfig
 from core.errors import PitstopError
-from core.lake import on_commit_conflict, open_table, read_table
+from core.lake import on_commit_conflict, open_table, read_table, sql_string
 
 Kind = Literal["battery", "compliance"]
 Format = Literal["table", "csv", "json"]
@@ -138,8 +138,11 @@ def _jsonable(row: dict) -> dict:
     return out
 
 
-def acknowledge_alert(cfg: PitstopConfig, alert_id: str, by: str | None = None) -> int:
-    """Close an open battery alert because an operator acknowledged it; returns rows changed.
+def acknowledge_alert(
+    cfg: PitstopConfig, alert_id: str, by: str | None = None, why: str | None = None
+) -> int:
+    """Close an open battery alert because an operator acknowledged it (who, why); returns
+    rows changed.
 
     Uses delta-rs (no JVM). A concurrent commit by the streaming job is retried; the job's
     own MERGE retries the same way, so neither loses the other's change.
@@ -151,21 +154,24 @@ def acknowledge_alert(cfg: PitstopConfig, alert_id: str, by: str | None = None) 
             f"'{alert_id}' is not an alert id (16 hex characters, see --format json)."
         )
     location = cfg.storage.table(_TABLES["battery"])
-    reason = "acknowledged" + (f" by {by}" if by else "")
+    reason = ack_reason(by, why)
 
     @on_commit_conflict
     def close() -> int:
         table = open_table(location)
         if table is None:
             raise AlertsError(f"No battery alert table at {location} yet.")
-        now = dt.datetime.now(dt.timezone.utc)
+        # SQL expressions, not `new_values`: delta-rs pastes a string value between quotes
+        # as it is, so an operator's "O'Brien" would break the statement. Timestamps go as
+        # microseconds since the epoch, as `new_values` sends them.
+        micros = str(int(dt.datetime.now(dt.timezone.utc).timestamp() * 1_000_000))
         result = table.update(
             predicate=f"alert_id = '{alert_id}' AND status = 'open'",
-            new_values={
-                "status": "acknowledged",
-                "close_reason": reason,
-                "closed_at": now,
-                "updated_at": now,
+            updates={
+                "status": "'acknowledged'",
+                "close_reason": sql_string(reason),
+                "closed_at": micros,
+                "updated_at": micros,
             },
         )
         return int(result.get("num_updated_rows", 0))
@@ -176,3 +182,9 @@ def acknowledge_alert(cfg: PitstopConfig, alert_id: str, by: str | None = None) 
         raise AlertsError(
             f"Could not acknowledge {alert_id}: the table kept changing; try again."
         ) from None
+
+
+def ack_reason(by: str | None, why: str | None) -> str:
+    """The close reason of an acknowledged alert: `acknowledged[ by WHO][: WHY]`."""
+    reason = "acknowledged" + (f" by {by}" if by else "")
+    return reason + (f": {why}" if why else "")

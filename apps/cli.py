@@ -13,8 +13,19 @@ from typing import Annotated
 
 import typer
 
-from apps.commands import alerts, classify, demo, forecast, registry, serve, simulate, stream, train
+from apps.commands import (
+    alerts,
+    classify,
+    demo,
+    forecast,
+    registry,
+    serve,
+    simulate,
+    stream,
+    train,
+)
 from apps.commands import broker as broker_commands
+from apps.commands import console as console_commands
 from apps.commands.common import err
 from core.config import ENV_NAME_VAR
 from core.errors import PitstopError
@@ -75,6 +86,7 @@ def _register() -> None:
     app.command("serve")(serve.serve_command)
     app.command("classify")(classify.classify_command)
     app.command("forecast")(forecast.forecast_command)
+    app.command("console")(console_commands.console_command)
 
 
 _register()

@@ -19,6 +19,7 @@ ORDER = (
     "forecast_quality.py",
     "stream_benchmark.py",
     "sink_floor.py",
+    "console_render.py",
     "soak.py",  # 30 minutes
 )
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from core.lake import on_commit_conflict
+from core.lake import on_commit_conflict, sql_string
 from streaming.battery.alerts import (
     ALERT_COLUMNS,
     INSERT,
@@ -153,7 +153,7 @@ def commit_alert_changes(
 
 def sql_strings(values: list[str]) -> str:
     """SQL string literals for an IN list (quotes inside a value doubled, as SQL wants)."""
-    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+    return ", ".join(sql_string(v) for v in values)
 
 
 def utc_now() -> dt.datetime:

@@ -1,0 +1,258 @@
+"""Lakes for the console's tests, written by the real writers (Spark appends into the tables
+`ensure_tables` creates, the stream's delta-rs alert MERGE), and a console server to test.
+
+`forecast_accuracy` follows the schema agreed with the monitoring work (issue 17, items
+4-5); the rows are the stored forecasts joined with the readings that arrived later.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import requests
+
+from core.config import PitstopConfig
+
+SCRIPT_PAYLOAD = "<script>alert(1)</script>"
+# Debian's chromium, headless, with nothing that reaches out to the network by itself.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ACCURACY = "forecast_accuracy"
+
+
+def accuracy_schema():
+    """The agreed `forecast_accuracy` columns, as a Spark schema."""
+    from pyspark.sql import types as T
+
+    return T.StructType(
+        [
+            T.StructField("model_name", T.StringType()),
+            T.StructField("model_version", T.StringType()),
+            T.StructField("model_role", T.StringType()),
+            T.StructField("battery_id", T.StringType()),
+            T.StructField("forecast_date", T.DateType()),
+            T.StructField("horizon_day", T.IntegerType()),
+            T.StructField("target_date", T.DateType()),
+            T.StructField("forecast", T.DoubleType()),
+            T.StructField("actual", T.DoubleType()),
+            T.StructField("error", T.DoubleType()),
+            T.StructField("computed_at", T.TimestampType()),
+            T.StructField("monitor_batch", T.LongType()),
+        ]
+    )
+
+
+def accuracy_rows(forecasts: pd.DataFrame, readings: pd.DataFrame) -> pd.DataFrame:
+    """Each stored forecast day joined with the reading of that day (forecast - actual)."""
+    horizon = forecasts["forecast"].map(len).max()
+    long = forecasts[["model_name", "model_version", "model_role", "battery_id", "date"]]
+    long = long.loc[long.index.repeat(horizon)].reset_index(drop=True)
+    long["horizon_day"] = list(range(1, horizon + 1)) * len(forecasts)
+    long["forecast"] = [float(v) for f in forecasts["forecast"] for v in list(f)[:horizon]]
+    long["forecast_date"] = pd.to_datetime(long.pop("date"))
+    long["target_date"] = long["forecast_date"] + pd.to_timedelta(long["horizon_day"], "D")
+    actual = readings[["battery_id", "date", "daily_cycles_used"]].assign(
+        target_date=pd.to_datetime(readings["date"])
+    )
+    joined = long.merge(
+        actual.drop(columns="date").rename(columns={"daily_cycles_used": "actual"}),
+        on=["battery_id", "target_date"],
+    )
+    joined["error"] = joined["forecast"] - joined["actual"]
+    joined["computed_at"] = pd.Timestamp.now(tz="UTC")
+    joined["monitor_batch"] = 0
+    joined["forecast_date"] = joined["forecast_date"].dt.date
+    joined["target_date"] = joined["target_date"].dt.date
+    return joined[[f.name for f in accuracy_schema().fields]]
+
+
+def append(spark, frame: pd.DataFrame, schema, path: str) -> None:
+    """Append a pandas frame to the Delta table at `path` with Spark (creating it if needed)."""
+    spark.createDataFrame(frame, schema=schema).write.format("delta").mode("append").save(path)
+
+
+def compliance_rows(now: dt.datetime) -> pd.DataFrame:
+    """Two compliance alerts, one of them with markup in the technician's note."""
+    return pd.DataFrame(
+        {
+            "car_id": ["C00003", "C00005"],
+            "note_id": ["N-1", "N-2"],
+            "component": ["bracket", "<b>clamp</b>"],
+            "text": ["Iron bracket made in 1990 in poor condition", "<i>plastic</i> clamp, 1989"],
+            "probability": [0.97, 0.91],
+            "written_at": [now - dt.timedelta(days=2), now - dt.timedelta(days=1)],
+            "model_name": ["component-compliance"] * 2,
+            "model_version": ["1"] * 2,
+            "created_at": [now] * 2,
+        }
+    )
+
+
+def add_open_alerts(cfg: PitstopConfig, battery_ids: list[str]) -> None:
+    """Open an alert for each battery with the stream's own alert MERGE (so tests that
+    acknowledge have more than the replay's one open alert)."""
+    from core.lake import read_table
+    from streaming import tables
+    from streaming.battery.alert_table import AlertTable, commit_alert_changes
+    from streaming.battery.alerts import FOUND_COLUMNS, alert_id, alert_message
+
+    readings = read_table(cfg, tables.TELEMETRY, filters=[("battery_id", "in", battery_ids)])
+    last = readings.sort_values("date").groupby("battery_id").tail(1)
+    rows = []
+    for reading in last.itertuples(index=False):
+        fails = reading.date + dt.timedelta(days=20)
+        rows.append(
+            {
+                "alert_id": alert_id(reading.battery_id, reading.date),
+                "battery_id": reading.battery_id,
+                "car_id": reading.car_id,
+                "alert_date": reading.date,
+                "predicted_failure_date": fails,
+                "days_to_failure": 20,
+                "last_reading_date": reading.date,
+                "lifetime_cycles_used": reading.lifetime_cycles_used,
+                "battery_rated_cycles": reading.battery_rated_cycles,
+                "model_name": "battery-cycles-rnn",
+                "model_version": "1",
+                "message": alert_message(fails),
+            }
+        )
+    found = pd.DataFrame(rows, columns=list(FOUND_COLUMNS))
+    arrivals = pd.DataFrame(columns=["car_id", "battery_id", "date"])
+    commit_alert_changes(
+        AlertTable(cfg.storage.table(tables.ALERTS)), found, arrivals, "console-tests", 0
+    )
+
+
+def add_compliance_and_accuracy(spark, cfg: PitstopConfig) -> None:
+    """Fill `compliance_alerts` and `forecast_accuracy` next to what a replay wrote."""
+    from core.lake import read_table
+    from streaming import tables
+
+    now = dt.datetime.now(dt.timezone.utc)
+    append(
+        spark,
+        compliance_rows(now),
+        tables.COMPLIANCE_ALERT_SCHEMA,
+        cfg.storage.table(tables.COMPLIANCE_ALERTS),
+    )
+    forecasts = read_table(cfg, tables.FORECASTS)
+    readings = read_table(
+        cfg, tables.TELEMETRY, columns=["battery_id", "date", "daily_cycles_used"]
+    )
+    append(
+        spark, accuracy_rows(forecasts, readings), accuracy_schema(), cfg.storage.table(ACCURACY)
+    )
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def console_environment(cfg: PitstopConfig, token: str | None) -> dict[str, str]:
+    """Environment variables that point `pitstop console` at `cfg`'s lake and MLflow store."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PITSTOP")}
+    env.update(
+        {
+            "PITSTOP__STORAGE__LAKE": cfg.storage.lake,
+            "PITSTOP__STORAGE__CHECKPOINTS": cfg.storage.checkpoints,
+            "PITSTOP__STREAM__QUERY_NAME": cfg.stream.query_name,
+            "PITSTOP__MLFLOW__TRACKING_URI": cfg.mlflow.tracking_uri,
+            "PITSTOP__KAFKA__BOOTSTRAP_SERVERS": cfg.kafka.bootstrap_servers,
+        }
+    )
+    if cfg.mlflow.artifact_root:
+        env["PITSTOP__MLFLOW__ARTIFACT_ROOT"] = cfg.mlflow.artifact_root
+    if token:
+        env["PITSTOP_CONSOLE_TOKEN"] = token
+    return env
+
+
+@contextmanager
+def console_process(
+    cfg: PitstopConfig, token: str | None, log_path: Path, timeout_s: float = 120
+) -> Iterator[str]:
+    """`pitstop console` on a free loopback port (a real process); yields its base URL."""
+    port = free_port()
+    pitstop = str(Path(sys.executable).parent / "pitstop")
+    with log_path.open("w", encoding="utf-8") as log:
+        process = subprocess.Popen(
+            [pitstop, "console", "--port", str(port)],
+            env=console_environment(cfg, token),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until_up(base, process, log_path, timeout_s)
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
+def console_thread(cfg: PitstopConfig, token: str | None) -> Iterator[tuple[str, object]]:
+    """The console app served by uvicorn in this process (a real server on a free port);
+    yields its base URL and the app."""
+    import uvicorn
+
+    from apps.console.app import create_app
+
+    app = create_app(cfg, token)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("The console server did not start.")
+            time.sleep(0.05)
+        yield base, app
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _wait_until_up(base: str, process: subprocess.Popen, log_path: Path, timeout_s: float):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"pitstop console exited: {log_path.read_text()[-2000:]}")
+        try:
+            if requests.get(base + "/healthz", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"pitstop console did not answer within {timeout_s:.0f}s.")
