@@ -31,7 +31,7 @@ from simulator.errors import SimulatorError
 from simulator.fleet import Fleet, FleetParams
 from simulator.messages import encode_notes, encode_telemetry, split_note
 from simulator.notes import generate_notes
-from simulator.sinks import SINK_NAMES, Sink, make_sink
+from simulator.sinks import SINK_NAMES, DeliveryCounts, Sink, make_sink
 from simulator.truth import TruthWriter, truth_dir
 
 _LOG = logging.getLogger(__name__)
@@ -120,9 +120,11 @@ def run_simulation(
     if isinstance(sink, str) and sink not in SINK_NAMES:
         raise SimulatorError(f"Unknown sink {sink!r}; choose one of {', '.join(SINK_NAMES)}.")
     sim = cfg.simulator
-    batteries = sim.batteries if batteries is None else batteries
-    days = sim.days if days is None else days
-    seed = sim.seed if seed is None else seed
+    batteries, days, seed = (
+        sim.batteries if batteries is None else batteries,
+        sim.days if days is None else days,
+        sim.seed if seed is None else seed,
+    )
     start = _parse_date(sim.start_date if start_date is None else start_date)
     _check_inputs(batteries, days, rate, speed, failure_rate, message_timeout_s)
     out = Path(sim.output if output_dir is None else output_dir)
@@ -143,19 +145,7 @@ def run_simulation(
     truth = TruthWriter(out, notes=note_source is not None)
     loop = _Loop(fleet, target, truth, topics.telemetry, topics.notes, rate, speed)
     started = time.monotonic()
-    interrupted = False
-    try:
-        with _progress_bar(progress, days) as bar:
-            loop.run(days, note_source, bar)
-    except KeyboardInterrupt:
-        interrupted = True
-        _LOG.warning("Interrupted: flushing what was sent so far")
-    finally:
-        try:
-            counts = target.close()
-        finally:
-            truth.write_batteries(fleet.batteries_in_service())
-            truth.close()
+    counts, interrupted = _drive(loop, fleet, target, truth, days, note_source, progress)
     # Elapsed includes the final flush: only acknowledged work counts as done.
     elapsed = time.monotonic() - started
     summary = SimulationSummary(
@@ -179,6 +169,33 @@ def run_simulation(
     )
     _LOG.info("Simulation finished: %s", summary.line())
     return summary
+
+
+def _drive(
+    loop: _Loop,
+    fleet: Fleet,
+    target: Sink,
+    truth: TruthWriter,
+    days: int,
+    note_source: Iterator[dict] | None,
+    progress: bool,
+) -> tuple[DeliveryCounts, bool]:
+    """Run the day loop to its end (or Ctrl-C), then flush the sink and close the truth;
+    returns the sink's delivery counts and whether the run was interrupted."""
+    interrupted = False
+    try:
+        with _progress_bar(progress, days) as bar:
+            loop.run(days, note_source, bar)
+    except KeyboardInterrupt:
+        interrupted = True
+        _LOG.warning("Interrupted: flushing what was sent so far")
+    finally:
+        try:
+            counts = target.close()
+        finally:
+            truth.write_batteries(fleet.batteries_in_service())
+            truth.close()
+    return counts, interrupted
 
 
 class _Loop:
