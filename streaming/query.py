@@ -130,12 +130,13 @@ def start_query(
 def materialise(frame: DataFrame, counts: list[Column]) -> tuple[DataFrame, dict[str, Any]]:
     """`frame` computed once (a local checkpoint: lineage cut) and `counts` observed on the way.
 
-    Counts are ints (0 for none); an aggregate that yields a list (a histogram) stays one.
+    Counts are ints (0 for none); other aggregates (a histogram, a date) keep their value.
     """
     observation = Observation("batch")
     computed = frame.observe(observation, *counts).localCheckpoint(eager=True)
     return computed, {
-        k: v if isinstance(v, list) else int(v or 0) for k, v in observation.get.items()
+        k: int(v or 0) if v is None or isinstance(v, (int, float)) else v
+        for k, v in observation.get.items()
     }
 
 
