@@ -162,12 +162,12 @@ def _job_log(cfg: PitstopConfig) -> Path:
 
 
 def _start_job(cfg: PitstopConfig) -> subprocess.Popen:
-    from streaming.submit import spark_submit_command, submit_environment
+    from streaming.submit import config_environment, spark_submit_command
 
     log_file = _job_log(cfg).open("w", encoding="utf-8")
     return subprocess.Popen(
         spark_submit_command(cfg),
-        env=submit_environment(),
+        env=config_environment(cfg),
         stdout=log_file,
         stderr=subprocess.STDOUT,
         start_new_session=True,

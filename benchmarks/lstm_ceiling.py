@@ -35,7 +35,8 @@ def _work(job: Job, ready: mp.Barrier, results: mp.Queue) -> None:
     import pandas as pd
     import torch
 
-    from models.forecasting.lstm import CycleLstm, LstmSpec, encode_windows, predict_lstm
+    from models.forecasting.lstm import CycleLstm, predict_lstm
+    from models.forecasting.lstm_windows import LstmSpec, encode_windows
 
     torch.set_num_threads(job.threads)
     torch.manual_seed(0)

@@ -93,8 +93,9 @@ def raw_ceiling(tracking_uri: str, uri: str, seconds: float) -> dict[str, float]
     """windows/s of the registered model: 2 spawned processes x 1 torch thread.
 
     Same shape as benchmarks/lstm_ceiling.py's ceiling, but with the trained, registered
-    model through `Forecaster.predict` (encoding included, as the job runs it); the bare
-    network of the same architecture is measured with lstm_ceiling's own `measure`.
+    model through `Forecaster.predict` (encoding included, as the job runs it, frames of
+    1,000 rows scored in the model's own chunks); the bare network of the same architecture
+    is measured with lstm_ceiling's own `measure`.
     """
     from lstm_ceiling import measure
 
@@ -110,7 +111,10 @@ def raw_ceiling(tracking_uri: str, uri: str, seconds: float) -> dict[str, float]
     rates = [results.get(timeout=seconds + 180) for _ in workers]
     for worker in workers:
         worker.join()
-    network = measure("network", 2, 1, 1000, 60, seconds)
+    from models.forecasting.lstm import PREDICT_CHUNK
+
+    # The bare network in the chunks the forecaster scores in (its fastest batch size here).
+    network = measure("network", 2, 1, PREDICT_CHUNK, 60, seconds)
     return {"forecaster_windows_per_s": sum(rates), "network_windows_per_s": network}
 
 

@@ -30,7 +30,8 @@ from core.config import PitstopConfig
 from simulator.errors import SimulatorError
 from simulator.fleet import Fleet, FleetParams
 from simulator.messages import encode_notes, encode_telemetry, split_note
-from simulator.sinks import SINK_NAMES, Sink, make_sink
+from simulator.notes import generate_notes
+from simulator.sinks import SINK_NAMES, DeliveryCounts, Sink, make_sink
 from simulator.truth import TruthWriter, truth_dir
 
 _LOG = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def run_simulation(
     speed: at most this many simulated days per wall second (None: unlimited).
     failure_rate: share of batteries (0..1) given a weak cell that fails early.
     output_dir: files-sink output and `truth/` (default `cfg.simulator.output`).
-    notes: also send technicians' component notes when `simulator.notes` is installed.
+    notes: also send technicians' component notes.
     progress: show a rich progress bar.
     message_timeout_s: how long Kafka retries a message (e.g. a restarting broker) before
     counting it as failed.
@@ -119,9 +120,11 @@ def run_simulation(
     if isinstance(sink, str) and sink not in SINK_NAMES:
         raise SimulatorError(f"Unknown sink {sink!r}; choose one of {', '.join(SINK_NAMES)}.")
     sim = cfg.simulator
-    batteries = sim.batteries if batteries is None else batteries
-    days = sim.days if days is None else days
-    seed = sim.seed if seed is None else seed
+    batteries, days, seed = (
+        sim.batteries if batteries is None else batteries,
+        sim.days if days is None else days,
+        sim.seed if seed is None else seed,
+    )
     start = _parse_date(sim.start_date if start_date is None else start_date)
     _check_inputs(batteries, days, rate, speed, failure_rate, message_timeout_s)
     out = Path(sim.output if output_dir is None else output_dir)
@@ -142,19 +145,7 @@ def run_simulation(
     truth = TruthWriter(out, notes=note_source is not None)
     loop = _Loop(fleet, target, truth, topics.telemetry, topics.notes, rate, speed)
     started = time.monotonic()
-    interrupted = False
-    try:
-        with _progress_bar(progress, days) as bar:
-            loop.run(days, note_source, bar)
-    except KeyboardInterrupt:
-        interrupted = True
-        _LOG.warning("Interrupted: flushing what was sent so far")
-    finally:
-        try:
-            counts = target.close()
-        finally:
-            truth.write_batteries(fleet.batteries_in_service())
-            truth.close()
+    counts, interrupted = _drive(loop, fleet, target, truth, days, note_source, progress)
     # Elapsed includes the final flush: only acknowledged work counts as done.
     elapsed = time.monotonic() - started
     summary = SimulationSummary(
@@ -178,6 +169,33 @@ def run_simulation(
     )
     _LOG.info("Simulation finished: %s", summary.line())
     return summary
+
+
+def _drive(
+    loop: _Loop,
+    fleet: Fleet,
+    target: Sink,
+    truth: TruthWriter,
+    days: int,
+    note_source: Iterator[dict] | None,
+    progress: bool,
+) -> tuple[DeliveryCounts, bool]:
+    """Run the day loop to its end (or Ctrl-C), then flush the sink and close the truth;
+    returns the sink's delivery counts and whether the run was interrupted."""
+    interrupted = False
+    try:
+        with _progress_bar(progress, days) as bar:
+            loop.run(days, note_source, bar)
+    except KeyboardInterrupt:
+        interrupted = True
+        _LOG.warning("Interrupted: flushing what was sent so far")
+    finally:
+        try:
+            counts = target.close()
+        finally:
+            truth.write_batteries(fleet.batteries_in_service())
+            truth.close()
+    return counts, interrupted
 
 
 class _Loop:
@@ -348,11 +366,4 @@ def _check_sink(sink: Sink, topics: list[str], car_ids: list[str]) -> None:
 def _note_source(
     enabled: bool, car_ids: list[str], start: dt.date, days: int, seed: int
 ) -> Iterator[dict] | None:
-    if not enabled:
-        return None
-    try:
-        from simulator.notes import generate_notes  # noqa: PLC0415 - optional part
-    except ImportError:
-        _LOG.warning("simulator.notes is not available; running without component notes")
-        return None
-    return iter(generate_notes(car_ids, start, days, seed))
+    return iter(generate_notes(car_ids, start, days, seed)) if enabled else None

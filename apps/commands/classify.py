@@ -59,7 +59,7 @@ def classify_command(
 
 
 def _check_text(text: str) -> None:
-    from models.compliance.classifier import note_text_problem
+    from models.compliance.text import note_text_problem
 
     problem = note_text_problem(text)
     if problem is not None:

@@ -78,23 +78,25 @@ def forecast_command(
 
 
 def _from_delta(cfg: Any, battery_id: str, model: str | None, days: int) -> BatteryForecast:
+    """The battery's readings and stored forecasts, read with delta-rs filtered to it."""
     from core.lake import read_table
 
-    location = cfg.storage.table("telemetry")
-    telemetry = read_table(cfg, "telemetry")
-    if telemetry.empty:
-        raise BatteryForecastError(
-            f"There is no telemetry at {location} yet; run `pitstop demo` or `pitstop stream`, "
-            "or pass --data with a CSV or simulator folder."
-        )
+    mine = [("battery_id", "=", str(battery_id))]
     source = f"the Delta tables under {cfg.storage.lake}"
+    telemetry = read_table(cfg, "telemetry", filters=mine)
+    if telemetry.empty:
+        known = read_table(cfg, "telemetry", columns=["battery_id"])
+        if known.empty:
+            raise BatteryForecastError(
+                f"There is no telemetry at {cfg.storage.table('telemetry')} yet; run "
+                "`pitstop demo` or `pitstop stream`, or pass --data with a CSV or simulator "
+                "folder."
+            )
+        battery_readings(known, battery_id, source)  # names the batteries there are instead
     if model is None:
+        forecasts = read_table(cfg, "battery_forecasts", filters=mine)
         result = forecast_from_tables(
-            telemetry,
-            read_table(cfg, "battery_forecasts"),
-            battery_id,
-            source=source,
-            history_days=days,
+            telemetry, forecasts, battery_id, source=source, history_days=days
         )
         if result is not None:
             return result

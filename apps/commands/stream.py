@@ -18,11 +18,11 @@ def stream(
     ] = False,
 ) -> None:
     """Run the streaming job with spark-submit (Ctrl-C stops it after the current batch)."""
-    from streaming.submit import run_forwarding_signals, spark_submit_command, submit_environment
+    from streaming.submit import config_environment, run_forwarding_signals, spark_submit_command
 
     cfg = config()
     command = spark_submit_command(cfg, ["--available-now"] if available_now else [])
-    raise typer.Exit(run_forwarding_signals(command, submit_environment()))
+    raise typer.Exit(run_forwarding_signals(command, config_environment(cfg)))
 
 
 def replay(

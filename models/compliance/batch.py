@@ -10,7 +10,8 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from models.compliance.classifier import THRESHOLD, note_text_problem
+from models.compliance.classifier import THRESHOLD
+from models.compliance.text import note_text_problem
 
 CHUNK = 1_000  # notes per model call
 

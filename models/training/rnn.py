@@ -26,7 +26,8 @@ import torch
 from core.config import PitstopConfig
 from models.forecasting.data import split_holdout
 from models.forecasting.features import build_training_windows, health_channels
-from models.forecasting.lstm import FitResult, LstmSpec, encode_windows, fit_lstm, predict_lstm
+from models.forecasting.lstm import FitResult, fit_lstm, predict_lstm
+from models.forecasting.lstm_windows import LstmSpec, encode_windows
 from models.forecasting.metrics import evaluate_holdout
 from models.forecasting.pyfunc import load_forecaster, log_lstm_model
 from models.registry import configure_mlflow, has_alias, resolve_alias

@@ -41,7 +41,7 @@ SCORED_NOTES_SCHEMA = T.StructType(
 
 def _check_note(value: bytes | None) -> Checked:
     """The contract's checks, then the classifier's own: empty, huge or non-text notes."""
-    from models.compliance.classifier import note_text_problem
+    from models.compliance.text import note_text_problem
 
     checked = check_note(value)
     if checked.ok:

@@ -8,7 +8,9 @@ import json
 import pyarrow as pa
 import pytest
 from pyspark.sql import Row
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.testing import assertDataFrameEqual
 
 from streaming.battery import outputs
 from streaming.battery.history import HistoryRules
@@ -128,7 +130,9 @@ def test_alerts_follow_champion_forecasts_within_the_margin(spark):
         "model_role string, first_seen boolean",
     )
     triggers = scored.where(outputs.is_trigger(30, 0))
-    assert sorted(r.date.day for r in triggers.collect()) == [2, 3]
-    assert [r.date.day for r in scored.where(outputs.is_trigger(30, 3)).collect()] == [3]
+    day = F.dayofmonth("date").alias("day")
+    assertDataFrameEqual(triggers.select(day), [Row(day=2), Row(day=3)])
+    assertDataFrameEqual(scored.where(outputs.is_trigger(30, 3)).select(day), [Row(day=3)])
     assert scored.where(outputs.is_trigger(30, 4)).count() == 0
-    assert [r.battery_id for r in scored.where(outputs.is_arrival()).collect()] == ["B3"]
+    arrivals = scored.where(outputs.is_arrival()).select("battery_id")
+    assertDataFrameEqual(arrivals, [Row(battery_id="B3")])

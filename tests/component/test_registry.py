@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from apps.cli import models_app
 from core.config import PitstopConfig
-from models.forecasting.lstm import CycleLstm, LstmSpec
+from models.forecasting.lstm import CycleLstm
+from models.forecasting.lstm_windows import LstmSpec
 from models.forecasting.pyfunc import forecast_input_example, load_forecaster, log_lstm_model
 from models.registry import (
     PREVIOUS_TAG,

@@ -10,6 +10,8 @@ import mlflow
 import pytest
 from confluent_kafka import Producer
 from mlflow import MlflowClient
+from pyspark.sql import Row
+from pyspark.testing import assertDataFrameEqual
 
 from models.registry import configure_mlflow, promote
 from streaming.battery.flow import build_job, start_battery_query
@@ -89,12 +91,11 @@ def test_alias_move_switches_the_next_micro_batch_without_restart(
     forecasts = spark.read.format("delta").load(job.paths["battery_forecasts"])
     assert forecasts.count() == len(lines)
     assert forecasts.select("battery_id", "date").distinct().count() == len(lines)
-    scored_versions = {r.model_version for r in forecasts.select("model_version").collect()}
-    assert scored_versions == {str(old.version), str(new.version)}
+    versions = forecasts.select("model_version").distinct()
+    assertDataFrameEqual(versions, [Row(model_version=str(v.version)) for v in (old, new)])
     last_date = forecasts.agg({"date": "max"}).first()[0]
-    assert {r.model_version for r in forecasts.where(f"date = '{last_date}'").collect()} == {
-        str(new.version)
-    }
+    last_versions = forecasts.where(f"date = '{last_date}'").select("model_version").distinct()
+    assertDataFrameEqual(last_versions, [Row(model_version=str(new.version))])
     assert any("moved" in m and str(new.version) in m for m in caplog.messages)
     # Each version loaded at most once per Python worker (local[2]: 2 workers).
     assert loads_before <= 2  # 0 if an earlier test left v1 in the reused workers

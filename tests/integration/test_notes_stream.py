@@ -7,6 +7,8 @@ import json
 import pandas as pd
 import pytest
 from confluent_kafka import Producer
+from pyspark.sql import Row
+from pyspark.testing import assertDataFrameEqual
 
 from apps.alerts import acknowledge_alert, query_alerts
 from core.config import PitstopConfig, TopicsConfig
@@ -103,7 +105,9 @@ def test_notes_stream_alerts_non_compliant_notes_and_quarantines_bad_ones(
     alerts, quarantine = read(tables.COMPLIANCE_ALERTS), read(tables.QUARANTINE)
     expected = {(n["car_id"], n["note_id"]) for n in notes if n["non_compliant"]}
     assert 0 < len(expected) < len(notes)
-    assert {(r.car_id, r.note_id) for r in alerts.collect()} == expected
+    assertDataFrameEqual(
+        alerts.select("car_id", "note_id"), [Row(car_id=c, note_id=n) for c, n in expected]
+    )
     assert alerts.count() == len(expected)
     assert alerts.schema.fieldNames() == tables.COMPLIANCE_ALERT_SCHEMA.fieldNames()
     # Each opening reached the vehicle-alerts topic once, and is marked as published.
@@ -113,7 +117,7 @@ def test_notes_stream_alerts_non_compliant_notes_and_quarantines_bad_ones(
     row = alerts.first()
     assert row.model_name == cfg.mlflow.models.compliance and row.model_version == trained.version
     assert row.probability >= 0.5 and row.written_at and row.created_at and row.text
-    assert sorted(r.reason for r in quarantine.collect()) == sorted(BAD_NOTES.values())
+    assertDataFrameEqual(quarantine.select("reason"), [Row(reason=r) for r in BAD_NOTES.values()])
     assert job.loads.value <= 2  # at most once per Python worker, not per task
     # `pitstop alerts --kind compliance` reads the same rows without a JVM.
     assert len(query_alerts(cfg, "compliance")) == len(expected)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from pyspark.sql import Row
 from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
 
 from core.config import PitstopConfig, TopicsConfig
 from streaming import tables
@@ -88,13 +90,13 @@ def test_broker_fed_stream_stores_scores_alerts_and_quarantines(
 
     assert telemetry.count() == summary.telemetry_sent
     assert telemetry.select("battery_id", "date").distinct().count() == summary.telemetry_sent
-    reasons = sorted(r.reason for r in quarantine.collect())
-    assert reasons == sorted(
+    assertDataFrameEqual(
+        quarantine.select("reason"),
         [
-            "not JSON",
-            "missing required field 'battery_id'",
-            "field 'battery_age_days' must be an integer, got 1.5",
-        ]
+            Row(reason="not JSON"),
+            Row(reason="missing required field 'battery_id'"),
+            Row(reason="field 'battery_age_days' must be an integer, got 1.5"),
+        ],
     )
     assert forecasts.count() == summary.telemetry_sent
     assert forecasts.where(F.col("model_version").isNull()).count() == 0

@@ -11,24 +11,17 @@ import torch
 
 from models.compliance.batch import classify_lines
 from models.compliance.classifier import (
-    MAX_NOTE_TEXT_BYTES,
-    NUM,
-    NUM_FEATURES,
-    UNK,
-    ComplianceModelError,
     ComplianceNet,
     ComplianceSpec,
-    Tokenizer,
     classification_metrics,
     fit_classifier,
     load_classifier,
-    note_text_problem,
-    number_features,
     predict_proba,
     save_classifier,
-    tokenize,
 )
 from models.compliance.pyfunc import ComplianceInputError, note_texts
+from models.compliance.text import MAX_NOTE_TEXT_BYTES, ComplianceModelError, note_text_problem
+from models.compliance.tokenizer import NUM, NUM_FEATURES, UNK, Tokenizer, number_features, tokenize
 
 pytestmark = pytest.mark.unit
 

@@ -11,18 +11,20 @@ import torch
 
 from models.forecasting.features import build_training_windows
 from models.forecasting.lstm import (
-    DEFAULT_BASELINE,
     CycleLstm,
-    LstmError,
-    LstmSpec,
-    _left_pad,
-    _optional_arrays,
-    _padded_rows,
-    encode_windows,
     fit_lstm,
     load_lstm,
     predict_lstm,
     save_lstm,
+)
+from models.forecasting.lstm_windows import (
+    DEFAULT_BASELINE,
+    LstmError,
+    LstmSpec,
+    _left_pad,
+    _padded_rows,
+    encode_windows,
+    optional_arrays,
     weekly_baseline,
 )
 
@@ -312,7 +314,7 @@ def test_rows_of_numbers_are_padded_at_once_as_they_are_row_by_row() -> None:
     rows[1][9] = None  # a day without a value
     rows.append([1.0, 2.0])  # a plain list, as JSON gives
     at_once = _padded_rows(rows, 14, optional=True)
-    by_row = _left_pad(_optional_arrays(rows), 14, np.nan)
+    by_row = _left_pad(optional_arrays(rows), 14, np.nan)
     for fast, slow in zip(at_once, by_row, strict=True):
         assert np.array_equal(fast, slow, equal_nan=True)
     assert at_once[1].tolist() == [14, 14, 3, 1, 0, 2]

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.reporting.card_text import DESCRIPTION_LIMIT
 from models.reporting.model_card import (
     CARD_FILE,
     DEFAULT_LIMITS,
-    DESCRIPTION_LIMIT,
     ModelCardError,
     registry_description,
     render_model_card,

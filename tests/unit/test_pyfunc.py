@@ -204,3 +204,15 @@ def test_coerce_of_whole_columns_of_numbers_keeps_every_row_rule() -> None:
             example.assign(resting_voltage_history=misaligned),
             array_columns=("resting_voltage_history",),
         )
+
+
+def test_a_version_pickled_under_the_flat_module_names_still_loads() -> None:
+    """The fixture model was logged when the class lived in `models.pyfunc`."""
+    import cloudpickle
+
+    from models.forecasting.pyfunc import LstmForecastModel
+
+    pickled = Path(__file__).resolve().parents[1] / "fixtures" / "model" / "python_model.pkl"
+    assert b"models.pyfunc" in pickled.read_bytes()
+    with pickled.open("rb") as handle:
+        assert isinstance(cloudpickle.load(handle), LstmForecastModel)

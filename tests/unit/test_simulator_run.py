@@ -6,7 +6,6 @@ import gzip
 import json
 import sys
 import time
-import types
 
 import pandas as pd
 import pytest
@@ -184,33 +183,16 @@ def test_a_dead_destination_ends_the_run_early(cfg, tmp_path) -> None:
     assert summary.failed == summary.events_sent and summary.delivered == 0
 
 
-def test_notes_go_to_their_topic_with_truth_beside(cfg, tmp_path, monkeypatch) -> None:
-    def generate_notes(car_ids, start_date, days, seed, notes_per_car_per_year=4.0):
-        for i, car in enumerate(car_ids[:3]):
-            day = start_date.toordinal() + i
-            written = pd.Timestamp.fromordinal(day).strftime("%Y-%m-%dT09:30:00Z")
-            yield {
-                "schema_version": 1,
-                "note_id": f"N{i}",
-                "car_id": car,
-                "component": "bracket",
-                "text": f"iron bracket mfd {1990 + i}",
-                "written_at": written,
-                "non_compliant": i % 2 == 0,
-            }
-
-    fake = types.ModuleType("simulator.notes")
-    fake.generate_notes = generate_notes
-    monkeypatch.setitem(sys.modules, "simulator.notes", fake)
+def test_notes_go_to_their_topic_with_truth_beside(cfg, tmp_path) -> None:
     summary = run_simulation(
-        cfg, sink="files", batteries=5, days=4, output_dir=tmp_path, notes=True
+        cfg, sink="files", batteries=30, days=120, output_dir=tmp_path, notes=True
     )
-    assert summary.notes_sent == 3 and summary.notes_enabled
     notes = [json.loads(x) for x in (tmp_path / "component-notes.jsonl").read_text().splitlines()]
-    assert [n["note_id"] for n in notes] == ["N0", "N1", "N2"]
+    assert summary.notes_enabled and summary.notes_sent == len(notes) > 0
     assert all("non_compliant" not in n for n in notes)
     truth = pd.read_csv(tmp_path / "truth" / "notes.csv")
-    assert truth["non_compliant"].tolist() == [True, False, True]
+    assert truth["note_id"].tolist() == [n["note_id"] for n in notes]
+    assert truth["non_compliant"].isin([True, False]).all()
 
 
 def test_the_simulator_does_not_import_spark() -> None:
