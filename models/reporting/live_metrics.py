@@ -122,8 +122,8 @@ def compare_live(frame: pd.DataFrame, days: int | None = None) -> pd.DataFrame:
         since = scored["_day"].max() - pd.Timedelta(days=days - 1)
         scored = scored[scored["_day"] >= since]
     key = ["battery_id", "forecast_date", "horizon_day"]
-    versions = scored.groupby(GROUP).ngroups
-    shared = scored.groupby(key)[GROUP].transform(lambda c: c.nunique()).iloc[:, 0] == versions
+    version = scored[GROUP].astype(str).agg("|".join, axis=1)
+    shared = version.groupby([scored[k] for k in key]).transform("nunique") == version.nunique()
     common = scored[shared]
     rows = []
     for keys, group in common.groupby(GROUP):
