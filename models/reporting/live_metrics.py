@@ -87,18 +87,22 @@ def _rolling(daily: pd.DataFrame, window_days: int) -> pd.DataFrame:
     days = daily.reset_index(level=GROUP, drop=True)
     calendar = pd.date_range(days.index.min(), days.index.max(), freq="D")
     days = days.reindex(calendar)
+    sums_of = ["day_pairs", "sse", "sae"]
+    days[sums_of] = days[sums_of].fillna(0.0)  # a day without pairs adds nothing
     window = days.rolling(window_days, min_periods=1)
-    sums = window[["day_pairs", "sse", "sae"]].sum()
+    sums = window[sums_of].sum()
     spread = window["amax"].max() - window["amin"].min()
-    rmse = np.sqrt(sums["sse"] / sums["day_pairs"])
+    with np.errstate(invalid="ignore", divide="ignore"):  # empty windows are dropped below
+        rmse = np.sqrt(sums["sse"] / sums["day_pairs"])
+        mae = sums["sae"] / sums["day_pairs"]
     out = pd.DataFrame(
         {
             "day": calendar.date,
-            "day_pairs": days["day_pairs"].fillna(0).astype(int).to_numpy(),
+            "day_pairs": days["day_pairs"].astype(int).to_numpy(),
             "pairs": sums["day_pairs"].astype(int).to_numpy(),
             "rmse": rmse.to_numpy(),
             "nrmse": np.where(spread > 0, rmse / spread.where(spread > 0), np.nan),
-            "mae": (sums["sae"] / sums["day_pairs"]).to_numpy(),
+            "mae": mae.to_numpy(),
         }
     )
     for name, value in zip(GROUP, keys, strict=True):
