@@ -57,8 +57,7 @@ from streaming.sources import read_kafka_stream
 log = logging.getLogger("pitstop.stream.notes")
 
 NOTES_QUERY_NAME = "component-notes"
-COMPLIANCE_ALERT_SCHEMA = tables.COMPLIANCE_ALERT_SCHEMA
-_ALERTS_ARROW = to_arrow_schema(COMPLIANCE_ALERT_SCHEMA, timezone="UTC")
+_ALERTS_ARROW = to_arrow_schema(tables.COMPLIANCE_ALERT_SCHEMA, timezone="UTC")
 
 
 @dataclass
@@ -88,7 +87,9 @@ def build_notes_job(
             "`pitstop train compliance`."
         ) from None
     context = build_context(spark, cfg, NOTES_QUERY_NAME, count_loads, metrics)
-    alerts = AlertTable(context.paths[tables.COMPLIANCE_ALERTS], schema=COMPLIANCE_ALERT_SCHEMA)
+    alerts = AlertTable(
+        context.paths[tables.COMPLIANCE_ALERTS], schema=tables.COMPLIANCE_ALERT_SCHEMA
+    )
     if cfg.stream.publish_alerts:
         # Openings a crash left between commit and send, or between send and mark.
         reconcile_published(cfg, alerts)
