@@ -16,7 +16,7 @@ import pandas as pd
 
 from core.config import PitstopConfig
 from core.errors import PitstopError
-from core.lake import on_commit_conflict, open_table, read_table
+from core.lake import on_commit_conflict, open_table, read_table, sql_string
 
 Kind = Literal["battery", "compliance"]
 Format = Literal["table", "csv", "json"]
@@ -145,11 +145,16 @@ def _jsonable(row: dict) -> dict:
 
 
 def acknowledge_alert(
-    cfg: PitstopConfig, alert_id: str, by: str | None = None, kind: Kind | None = None
+    cfg: PitstopConfig,
+    alert_id: str,
+    by: str | None = None,
+    why: str | None = None,
+    kind: Kind | None = None,
 ) -> int:
-    """Close an open alert because an operator acknowledged it; returns rows changed.
+    """Close an open alert because an operator acknowledged it (who, why); returns rows
+    changed.
 
-    Battery and compliance alerts share the lifecycle (open -> acknowledged, who in
+    Battery and compliance alerts share the lifecycle (open -> acknowledged, who and why in
     `close_reason`) and the id format; without `kind`, the table holding the id is found.
     Uses delta-rs (no JVM). A concurrent commit by the streaming job is retried; the job's
     own MERGE retries the same way, so neither loses the other's change.
@@ -164,7 +169,7 @@ def acknowledge_alert(
     found_table = False
     for each in kinds:
         try:
-            changed = _close_alert(cfg.storage.table(_TABLES[each]), alert_id, by)
+            changed = _close_alert(cfg.storage.table(_TABLES[each]), alert_id, ack_reason(by, why))
         except CommitFailedError:
             raise AlertsError(
                 f"Could not acknowledge {alert_id}: the table kept changing; try again."
@@ -180,8 +185,14 @@ def acknowledge_alert(
     return 0
 
 
+def ack_reason(by: str | None, why: str | None) -> str:
+    """The close reason of an acknowledged alert: `acknowledged[ by WHO][: WHY]`."""
+    reason = "acknowledged" + (f" by {by}" if by else "")
+    return reason + (f": {why}" if why else "")
+
+
 @on_commit_conflict
-def _close_alert(location: str, alert_id: str, by: str | None) -> int | None:
+def _close_alert(location: str, alert_id: str, reason: str) -> int | None:
     """Acknowledge the open alert `alert_id` in the table at `location`: rows changed, or
     None when there is no such table."""
     table = open_table(location)
@@ -192,14 +203,17 @@ def _close_alert(location: str, alert_id: str, by: str | None) -> int | None:
             f"The alert table at {location} predates acknowledgement; start the stream job "
             "once to upgrade it."
         )
-    now = dt.datetime.now(dt.timezone.utc)
+    # SQL expressions, not `new_values`: delta-rs pastes a string value between quotes as it
+    # is, so an operator's "O'Brien" would break the statement. Timestamps go as
+    # microseconds since the epoch, as `new_values` sends them.
+    micros = str(int(dt.datetime.now(dt.timezone.utc).timestamp() * 1_000_000))
     result = table.update(
         predicate=f"alert_id = '{alert_id}' AND status = 'open'",
-        new_values={
-            "status": "acknowledged",
-            "close_reason": "acknowledged" + (f" by {by}" if by else ""),
-            "closed_at": now,
-            "updated_at": now,
+        updates={
+            "status": "'acknowledged'",
+            "close_reason": sql_string(reason),
+            "closed_at": micros,
+            "updated_at": micros,
         },
     )
     return int(result.get("num_updated_rows", 0))

@@ -60,6 +60,12 @@ def open_table(location: str, storage_options: dict[str, str] | None = None) -> 
         raise LakeError(f"{location} exists but is not a Delta table.") from None
 
 
+def sql_string(value: str) -> str:
+    """`value` as a SQL string literal for delta-rs predicates and updates (quotes doubled):
+    delta-rs's own `new_values` pastes strings between quotes as they are."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def read_table(
     cfg: PitstopConfig,
     name: str,

@@ -59,7 +59,7 @@ def ack(
     """Close an open battery or compliance alert: an operator has dealt with it."""
     from apps.alerts import AlertsError, acknowledge_alert
 
-    if not acknowledge_alert(config(), alert_id, by, kind.value if kind else None):
+    if not acknowledge_alert(config(), alert_id, by, kind=kind.value if kind else None):
         raise AlertsError(f"No open alert with id {alert_id}.")
     console.print(f"Alert {alert_id} acknowledged")
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from core.lake import on_commit_conflict
+from core.lake import on_commit_conflict, sql_string
 from streaming.battery.alerts import (
     ALERT_COLUMNS,
     INSERT,
@@ -174,7 +174,7 @@ def commit_alert_plan(
 
 def sql_strings(values: list[str]) -> str:
     """SQL string literals for an IN list (quotes inside a value doubled, as SQL wants)."""
-    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+    return ", ".join(sql_string(v) for v in values)
 
 
 def utc_now() -> dt.datetime:

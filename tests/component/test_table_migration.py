@@ -42,8 +42,12 @@ def test_an_older_compliance_table_is_upgraded_in_place(spark, tmp_path):
     assert stored["n1"].alert_id == compliance_alert_id("C1", "n1")
     assert stored["n1"].published_at is None  # the outbox sends it at the next start
 
-    assert acknowledge_alert(cfg, compliance_alert_id("C2", "n2"), by="ops", kind="compliance")
+    acked = compliance_alert_id("C2", "n2")
+    assert acknowledge_alert(cfg, acked, by="O'Brien", why="replaced", kind="compliance") == 1
     assert list(query_alerts(cfg, "compliance")["note_id"]) == ["n1"]
+    closed = query_alerts(cfg, "compliance", include_closed=True).set_index("alert_id")
+    assert closed.at[acked, "status"] == "acknowledged"
+    assert closed.at[acked, "close_reason"] == "acknowledged by O'Brien: replaced"
     # A second start changes nothing more.
     version = spark.sql(f"DESCRIBE HISTORY delta.`{location}`").first().version
     tables.ensure_tables(spark, cfg)
