@@ -18,6 +18,7 @@ from apps.commands import (
     classify,
     demo,
     forecast,
+    monitor,
     registry,
     serve,
     simulate,
@@ -40,7 +41,9 @@ alerts_app = typer.Typer(
     invoke_without_command=True, help="Query alerts (battery or compliance) from Delta."
 )
 train_app = typer.Typer(no_args_is_help=True, help="Train forecast models and register them.")
-models_app = typer.Typer(no_args_is_help=True, help="Registered models: list, promote, roll back.")
+models_app = typer.Typer(
+    no_args_is_help=True, help="Registered models: list, promote, roll back, compare live."
+)
 
 
 @app.callback()
@@ -72,6 +75,7 @@ def _register() -> None:
     app.command("replay")(stream.replay)
     app.command("score")(stream.score)
     app.command("maintain")(stream.maintain)
+    app.command("monitor")(monitor.monitor)
     app.command("demo")(demo.demo)
     app.add_typer(train_app, name="train")
     train_app.callback()(train.train_group)
@@ -82,6 +86,7 @@ def _register() -> None:
     models_app.command("list")(registry.list_command)
     models_app.command("promote")(registry.promote_command)
     models_app.command("rollback")(registry.rollback_command)
+    models_app.command("compare")(registry.compare_command)
     app.command("simulate")(simulate.simulate)
     app.command("serve")(serve.serve_command)
     app.command("classify")(classify.classify_command)
