@@ -42,7 +42,6 @@ from tests.console_fixtures import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
 log = logging.getLogger("pitstop.bench.console")
 
 QUARANTINE_ROWS = 5_000
-ACCURACY_BATTERIES = 1_000
 ACCURACY_DAYS = 14
 BATCHES = 20
 

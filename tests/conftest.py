@@ -66,9 +66,9 @@ def trained_config(tmp_path_factory: pytest.TempPathFactory) -> PitstopConfig:
 @pytest.fixture(scope="session")
 def console_lake(spark, trained_config: PitstopConfig, tmp_path_factory) -> PitstopConfig:
     """A lake for the console's tests, written by the stream's own code: the small fixture
-    fleet replayed through the battery flow (with a quarantined `<script>` payload), plus
-    compliance alerts and forecast accuracy rows appended with Spark. Its MLflow store
-    holds the trained champion of `trained_config`."""
+    fleet replayed through the battery flow with `trained_config`'s champion (and a
+    quarantined `<script>` payload), the accuracy monitor run over it, compliance alerts
+    appended with Spark and a few more open alerts through the stream's alert MERGE."""
     from streaming.replay import run_replay
     from tests.console_fixtures import (
         SCRIPT_PAYLOAD,

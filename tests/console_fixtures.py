@@ -1,8 +1,8 @@
 """Lakes for the console's tests, written by the real writers (Spark appends into the tables
 `ensure_tables` creates, the stream's delta-rs alert MERGE), and a console server to test.
 
-`forecast_accuracy` follows the schema agreed with the monitoring work (issue 17, items
-4-5); the rows are the stored forecasts joined with the readings that arrived later.
+`forecast_accuracy` and `model_health` are written by the monitor itself
+(`streaming.monitor`), over what the replay stored.
 """
 
 from __future__ import annotations
@@ -35,53 +35,6 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-ACCURACY = "forecast_accuracy"
-
-
-def accuracy_schema():
-    """The agreed `forecast_accuracy` columns, as a Spark schema."""
-    from pyspark.sql import types as T
-
-    return T.StructType(
-        [
-            T.StructField("model_name", T.StringType()),
-            T.StructField("model_version", T.StringType()),
-            T.StructField("model_role", T.StringType()),
-            T.StructField("battery_id", T.StringType()),
-            T.StructField("forecast_date", T.DateType()),
-            T.StructField("horizon_day", T.IntegerType()),
-            T.StructField("target_date", T.DateType()),
-            T.StructField("forecast", T.DoubleType()),
-            T.StructField("actual", T.DoubleType()),
-            T.StructField("error", T.DoubleType()),
-            T.StructField("computed_at", T.TimestampType()),
-            T.StructField("monitor_batch", T.LongType()),
-        ]
-    )
-
-
-def accuracy_rows(forecasts: pd.DataFrame, readings: pd.DataFrame) -> pd.DataFrame:
-    """Each stored forecast day joined with the reading of that day (forecast - actual)."""
-    horizon = forecasts["forecast"].map(len).max()
-    long = forecasts[["model_name", "model_version", "model_role", "battery_id", "date"]]
-    long = long.loc[long.index.repeat(horizon)].reset_index(drop=True)
-    long["horizon_day"] = list(range(1, horizon + 1)) * len(forecasts)
-    long["forecast"] = [float(v) for f in forecasts["forecast"] for v in list(f)[:horizon]]
-    long["forecast_date"] = pd.to_datetime(long.pop("date"))
-    long["target_date"] = long["forecast_date"] + pd.to_timedelta(long["horizon_day"], "D")
-    actual = readings[["battery_id", "date", "daily_cycles_used"]].assign(
-        target_date=pd.to_datetime(readings["date"])
-    )
-    joined = long.merge(
-        actual.drop(columns="date").rename(columns={"daily_cycles_used": "actual"}),
-        on=["battery_id", "target_date"],
-    )
-    joined["error"] = joined["forecast"] - joined["actual"]
-    joined["computed_at"] = pd.Timestamp.now(tz="UTC")
-    joined["monitor_batch"] = 0
-    joined["forecast_date"] = joined["forecast_date"].dt.date
-    joined["target_date"] = joined["target_date"].dt.date
-    return joined[[f.name for f in accuracy_schema().fields]]
 
 
 def append(spark, frame: pd.DataFrame, schema, path: str) -> None:
@@ -90,11 +43,14 @@ def append(spark, frame: pd.DataFrame, schema, path: str) -> None:
 
 
 def compliance_rows(now: dt.datetime) -> pd.DataFrame:
-    """Two compliance alerts, one of them with markup in the technician's note."""
+    """Two open compliance alerts, one of them with markup in the technician's note."""
+    from streaming.notes.classify import compliance_alert_id
+
+    cars, notes = ["C00003", "C00005"], ["N-1", "N-2"]
     return pd.DataFrame(
         {
-            "car_id": ["C00003", "C00005"],
-            "note_id": ["N-1", "N-2"],
+            "car_id": cars,
+            "note_id": notes,
             "component": ["bracket", "<b>clamp</b>"],
             "text": ["Iron bracket made in 1990 in poor condition", "<i>plastic</i> clamp, 1989"],
             "probability": [0.97, 0.91],
@@ -102,6 +58,12 @@ def compliance_rows(now: dt.datetime) -> pd.DataFrame:
             "model_name": ["component-compliance"] * 2,
             "model_version": ["1"] * 2,
             "created_at": [now] * 2,
+            "alert_id": [compliance_alert_id(c, n) for c, n in zip(cars, notes, strict=True)],
+            "status": ["open"] * 2,
+            "updated_at": [now] * 2,
+            "closed_at": [None] * 2,
+            "close_reason": [None] * 2,
+            "published_at": [now] * 2,
         }
     )
 
@@ -143,9 +105,10 @@ def add_open_alerts(cfg: PitstopConfig, battery_ids: list[str]) -> None:
 
 
 def add_compliance_and_accuracy(spark, cfg: PitstopConfig) -> None:
-    """Fill `compliance_alerts` and `forecast_accuracy` next to what a replay wrote."""
-    from core.lake import read_table
+    """Fill `compliance_alerts` (Spark) and run the accuracy monitor once over what the
+    replay stored (`forecast_accuracy`, `model_health`)."""
     from streaming import tables
+    from streaming.monitor.flow import run_monitor
 
     now = dt.datetime.now(dt.timezone.utc)
     append(
@@ -154,13 +117,9 @@ def add_compliance_and_accuracy(spark, cfg: PitstopConfig) -> None:
         tables.COMPLIANCE_ALERT_SCHEMA,
         cfg.storage.table(tables.COMPLIANCE_ALERTS),
     )
-    forecasts = read_table(cfg, tables.FORECASTS)
-    readings = read_table(
-        cfg, tables.TELEMETRY, columns=["battery_id", "date", "daily_cycles_used"]
-    )
-    append(
-        spark, accuracy_rows(forecasts, readings), accuracy_schema(), cfg.storage.table(ACCURACY)
-    )
+    # Every replayed reading already has its forecast: nothing to wait for.
+    monitor = cfg.monitor.model_copy(update={"wait_seconds": 0.0, "min_pairs": 10})
+    run_monitor(spark, cfg.model_copy(update={"monitor": monitor}), once=True)
 
 
 def free_port() -> int:

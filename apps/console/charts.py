@@ -166,7 +166,7 @@ def battery_charts(
 
 
 def live_accuracy_chart(metrics: pd.DataFrame, value: str = "nrmse") -> go.Figure:
-    """Rolling live error per model version and role, by target day."""
+    """Rolling live error per model version and role, by target day (`live_metrics` rows)."""
     fig = go.Figure()
     for (name, version, role), part in metrics.groupby(
         ["model_name", "model_version", "model_role"], sort=True
@@ -178,7 +178,8 @@ def live_accuracy_chart(metrics: pd.DataFrame, value: str = "nrmse") -> go.Figur
             name=f"{name} v{version} ({role})",
             line={"dash": "solid" if role == "champion" else "dot"},
         )
-    return _layout(fig, f"Live {value.upper()} (rolling 7 days)", y=value.upper())
+    window = int(metrics["window_days"].iloc[0]) if "window_days" in metrics and len(metrics) else 7
+    return _layout(fig, f"Live {value.upper()} (rolling {window} days)", y=value.upper())
 
 
 def _bars_and_lines(

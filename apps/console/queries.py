@@ -175,57 +175,22 @@ def latest_forecast_row(forecasts: pd.DataFrame, role: str = "champion") -> pd.S
     return rows.sort_values(order).iloc[-1]
 
 
-def live_metrics(accuracy: pd.DataFrame, window_days: int = 7) -> pd.DataFrame:
-    """Rolling live accuracy per model, version and role, by target day: `day`, `model_name`,
-    `model_version`, `model_role`, `mae`, `nrmse`, `n`.
-
-    Errors are pooled over the last `window_days` target days; NRMSE divides the RMSE by the
-    range of the actual daily cycles in that window, as the offline holdout metric does.
-    A stand-in for `models.reporting.live_metrics.live_metrics` until that lands.
-    """
-    keys = ["model_name", "model_version", "model_role"]
-    columns = ["day", *keys, "mae", "nrmse", "n"]
-    if accuracy.empty:
-        return pd.DataFrame(columns=columns)
-    frame = accuracy.assign(day=pd.to_datetime(accuracy["target_date"]).dt.normalize())
-    daily = (
-        frame.assign(sq=frame["error"] ** 2, ab=frame["error"].abs())
-        .groupby([*keys, "day"])
-        .agg(sq=("sq", "sum"), ab=("ab", "sum"), n=("error", "size"), lo=("actual", "min"))
-        .join(frame.groupby([*keys, "day"])["actual"].max().rename("hi"))
-        .reset_index()
-    )
-    out = []
-    for key, group in daily.groupby(keys, sort=True):
-        group = group.set_index("day").sort_index().asfreq("D")
-        window = f"{window_days}D"
-        sums = group[["sq", "ab", "n"]].fillna(0).rolling(window).sum()
-        lo = group["lo"].rolling(window).min()
-        hi = group["hi"].rolling(window).max()
-        seen = sums["n"] > 0
-        rmse = np.sqrt(sums["sq"][seen] / sums["n"][seen])
-        spread = (hi - lo)[seen].replace(0, np.nan)
-        part = pd.DataFrame(
-            {
-                "day": sums.index[seen],
-                "mae": (sums["ab"][seen] / sums["n"][seen]).to_numpy(),
-                "nrmse": (rmse / spread).to_numpy(),
-                "n": sums["n"][seen].astype("int64").to_numpy(),
-            }
-        )
-        for name, value in zip(keys, key, strict=True):
-            part[name] = value
-        out.append(part)
-    return pd.concat(out, ignore_index=True)[columns]
-
-
 def live_summary(metrics: pd.DataFrame) -> pd.DataFrame:
-    """The latest rolling figures per model, version and role."""
+    """The latest rolling figures per model, version and role (`live_metrics` rows)."""
     keys = ["model_name", "model_version", "model_role"]
+    columns = [*keys, "day", "mae", "nrmse", "pairs"]
     if metrics.empty:
-        return pd.DataFrame(columns=[*keys, "day", "mae", "nrmse", "n"])
+        return pd.DataFrame(columns=columns)
     latest = metrics.sort_values("day").groupby(keys, as_index=False).tail(1)
-    return latest[[*keys, "day", "mae", "nrmse", "n"]].reset_index(drop=True)
+    return latest[columns].sort_values(keys, ignore_index=True)
+
+
+def latest_health(health: pd.DataFrame) -> pd.DataFrame:
+    """The newest `model_health` verdict per model (the monitor writes one per batch)."""
+    if health.empty:
+        return health
+    newest = health.sort_values("checked_at").groupby("model_name", as_index=False).tail(1)
+    return newest.reset_index(drop=True)
 
 
 def lag_per_partition(

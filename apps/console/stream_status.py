@@ -177,7 +177,10 @@ def last_committed(checkpoint: str) -> dict[str, dict[int, int]]:
     """topic -> partition -> next offset, as of the last committed batch (local checkpoints)."""
     if "://" in checkpoint or not Path(checkpoint).is_dir():
         return {}
-    return committed_offsets(checkpoint)
+    try:
+        return committed_offsets(checkpoint)
+    except (ValueError, AttributeError, TypeError):  # a file source's offsets, not Kafka's
+        return {}
 
 
 class BrokerUnavailable(PitstopError):

@@ -125,38 +125,37 @@ def test_latest_forecast_row_is_the_champions_newest():
     assert queries.latest_forecast_row(pd.DataFrame()) is None
 
 
-def accuracy_frame() -> pd.DataFrame:
-    rows = []
-    for day, (actual, champion, shadow) in enumerate(
-        [(1.0, 1.5, 1.0), (2.0, 2.0, 3.0), (3.0, 2.0, 3.0)], start=1
-    ):
-        for role, version, forecast in (("champion", "1", champion), ("shadow", "2", shadow)):
-            rows.append(
-                {
-                    "model_name": "battery-cycles-rnn",
-                    "model_version": version,
-                    "model_role": role,
-                    "target_date": dt.date(2024, 6, day),
-                    "actual": actual,
-                    "error": forecast - actual,
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def test_live_metrics_pool_errors_over_a_rolling_window():
-    metrics = queries.live_metrics(accuracy_frame(), window_days=2)
-    champion = metrics[metrics["model_role"] == "champion"].reset_index(drop=True)
-    assert list(champion["n"]) == [1, 2, 2]
-    # Day 3 pools days 2 and 3: errors 0 and -1; actuals 2..3.
-    assert champion.loc[2, "mae"] == pytest.approx(0.5)
-    assert champion.loc[2, "nrmse"] == pytest.approx(np.sqrt(0.5) / 1.0)
-    # One actual value in the first window: no spread, no NRMSE.
-    assert np.isnan(champion.loc[0, "nrmse"])
+def test_live_summary_keeps_each_versions_latest_day():
+    metrics = pd.DataFrame(
+        {
+            "model_name": ["m", "m", "m"],
+            "model_version": ["1", "1", "2"],
+            "model_role": ["champion", "champion", "shadow"],
+            "day": pd.to_datetime(["2024-06-01", "2024-06-02", "2024-06-01"]),
+            "mae": [0.1, 0.2, 0.3],
+            "nrmse": [0.01, 0.02, 0.03],
+            "pairs": [10, 20, 30],
+        }
+    )
     summary = queries.live_summary(metrics)
-    assert sorted(summary["model_role"]) == ["champion", "shadow"]
-    assert set(summary["day"]) == {pd.Timestamp("2024-06-03")}
-    assert queries.live_metrics(pd.DataFrame()).empty
+    assert summary[["model_version", "mae"]].values.tolist() == [["1", 0.2], ["2", 0.3]]
+    assert queries.live_summary(metrics.iloc[0:0]).empty
+
+
+def test_latest_health_per_model():
+    at = pd.Timestamp("2024-06-01", tz="UTC")
+    health = pd.DataFrame(
+        {
+            "checked_at": [at, at + pd.Timedelta(hours=1), at],
+            "model_name": ["rnn", "rnn", "automl"],
+            "status": ["ok", "degraded", "unknown"],
+        }
+    )
+    latest = queries.latest_health(health)
+    assert dict(zip(latest["model_name"], latest["status"], strict=True)) == {
+        "rnn": "degraded",
+        "automl": "unknown",
+    }
 
 
 def test_lag_per_partition_against_the_committed_offsets():

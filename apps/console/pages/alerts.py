@@ -33,7 +33,8 @@ NAME_LIMIT, REASON_LIMIT = 80, 300
 
 
 def compliance_acknowledgeable(compliance: Any) -> bool:
-    """Whether compliance alerts carry a lifecycle (a status) to acknowledge them with."""
+    """Whether compliance alerts carry a lifecycle (a status) to acknowledge them with: a
+    table older than the lifecycle has none until the stream job upgrades it."""
     return "status" in getattr(compliance, "columns", ())
 
 
@@ -112,15 +113,17 @@ async def acknowledge(request: Request) -> Response:
     kind = str(form.get("kind", "battery"))
     who = _one_line(form.get("by"), NAME_LIMIT)
     why = _one_line(form.get("why"), REASON_LIMIT)
-    if kind != "battery":
-        return refused(request, 400, "Only battery alerts can be acknowledged here yet.")
+    if kind not in ("battery", "compliance"):
+        return refused(request, 400, "An alert is a battery or a compliance alert.")
     if not who or not why:
         return refused(request, 400, "Say who acknowledges the alert and why.")
     try:
-        changed = await run_in_threadpool(acknowledge_alert, console.cfg, alert_id, by=who, why=why)
+        changed = await run_in_threadpool(
+            acknowledge_alert, console.cfg, alert_id, by=who, why=why, kind=kind
+        )
     except AlertsError as exc:
         return refused(request, 400, str(exc))
-    log.info("Alert %s acknowledged by %s in the console", alert_id, who)
+    log.info("%s alert %s acknowledged by %s in the console", kind.capitalize(), alert_id, who)
     request.session["flash"] = (
         f"Alert {alert_id} acknowledged by {who}."
         if changed

@@ -27,7 +27,7 @@ ALERT_COLUMNS = [
     "model_name",
     "model_version",
 ]
-TABLES = ["battery_alerts", "telemetry", "quarantine"]
+TABLES = ["battery_alerts", "telemetry", "quarantine", "model_health"]
 
 
 def fleet_summary(lake: LakeCache) -> dict[str, Any]:
@@ -38,7 +38,10 @@ def fleet_summary(lake: LakeCache) -> dict[str, Any]:
     rates = queries.quarantine_rate(stored, rejected)
     counts = queries.status_counts(alerts)
     open_alerts = queries.open_alerts_by_failure(alerts)
+    health = queries.latest_health(lake.read("model_health"))
+    degraded = health[health["status"] == "degraded"] if not health.empty else health
     return {
+        "degraded": degraded.to_dict("records"),
         "open_alerts": open_alerts.head(TABLE_LIMIT).to_dict("records"),
         "open_count": len(open_alerts),
         "alert_count": len(alerts),

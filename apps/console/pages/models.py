@@ -14,29 +14,22 @@ from apps.console import charts, queries
 from apps.console.lake_cache import LakeCache
 from apps.console.pages.common import chart, refused, state, text_param
 from apps.console.registry_reader import RegistryUnavailable
+from models.reporting.live_metrics import live_metrics
 
 router = APIRouter()
 
-ACCURACY = "forecast_accuracy"
-ACCURACY_COLUMNS = [
-    "model_name",
-    "model_version",
-    "model_role",
-    "target_date",
-    "horizon_day",
-    "actual",
-    "error",
-]
-# Live NRMSE this much above the version's offline holdout NRMSE is flagged on the page.
-DEFAULT_MARGIN = 0.25
+# The monitor's tables (streaming.tables names them too; importing it would bring pyspark).
+FORECAST_ACCURACY, MODEL_HEALTH = "forecast_accuracy", "model_health"
+
+ACCURACY_COLUMNS = ["model_name", "model_version", "model_role", "target_date", "actual", "error"]
 
 
-def live_view(lake: LakeCache) -> dict[str, Any]:
+def live_view(lake: LakeCache, window_days: int) -> dict[str, Any]:
     """Rolling live accuracy per version (charts and the latest figures)."""
-    accuracy = lake.read(ACCURACY, ACCURACY_COLUMNS)
+    accuracy = lake.read(FORECAST_ACCURACY, ACCURACY_COLUMNS)
     if accuracy.empty:
         return {"live": [], "nrmse_chart": None, "mae_chart": None}
-    metrics = queries.live_metrics(accuracy)
+    metrics = live_metrics(accuracy, window_days)
     return {
         "live": queries.live_summary(metrics).to_dict("records"),
         "nrmse_chart": chart(charts.live_accuracy_chart(metrics, "nrmse")),
@@ -65,6 +58,14 @@ def compare_live(live: list[dict], versions: pd.DataFrame, margin: float) -> lis
     return rows
 
 
+def champion_health(lake: LakeCache) -> list[dict]:
+    """The monitor's newest verdict on each champion (`model_health`), degraded ones first."""
+    latest = queries.latest_health(lake.read(MODEL_HEALTH))
+    if latest.empty:
+        return []
+    return latest.sort_values("status", key=lambda s: s != "degraded").to_dict("records")
+
+
 @router.get("/models", response_class=HTMLResponse)
 def models_page(request: Request) -> HTMLResponse:
     """Registered versions, aliases, offline and live metrics."""
@@ -74,16 +75,20 @@ def models_page(request: Request) -> HTMLResponse:
         versions = console.registry.versions()
     except RegistryUnavailable as exc:
         versions, problem = pd.DataFrame(), str(exc)
-    live = console.lake.derived("live", [ACCURACY], lambda: live_view(console.lake))
-    margin = DEFAULT_MARGIN
+    monitor = console.cfg.monitor
+    live = console.lake.derived(
+        "live", [FORECAST_ACCURACY], lambda: live_view(console.lake, monitor.window_days)
+    )
     return console.page(
         request,
         "models.html",
         "models",
         problem=problem,
         versions=versions.to_dict("records"),
-        live_rows=compare_live(live["live"], versions, margin),
-        margin=margin,
+        live_rows=compare_live(live["live"], versions, monitor.margin),
+        margin=monitor.margin,
+        window_days=monitor.window_days,
+        health=champion_health(console.lake),
         nrmse_chart=live["nrmse_chart"],
         mae_chart=live["mae_chart"],
     )
