@@ -23,6 +23,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -355,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
             "models": "/models",
             "stream": "/stream",
         }
+        log.info("load average before timing: %s", os.getloadavg())
         base, app, server = serve(cfg)
         try:
             results = time_pages(base, app, pages, args.loads)
@@ -369,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps({"counts": counts, "results": results}, indent=2), encoding="utf-8"
     )
     print(f"\nlake: {counts}; {args.loads} loads per page and cache state")
+    print(f"load average at the end: {os.getloadavg()}")
     print(f"{'page':<22}{'cache':<7}{'server p50/p95 (s)':>22}{'browser p50/p95 (s)':>24}")
     worst = 0.0
     for row in results:

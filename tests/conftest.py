@@ -81,7 +81,8 @@ def console_lake(spark, trained_config: PitstopConfig, tmp_path_factory) -> Pits
     recording = folder / "battery-telemetry.jsonl"
     lines = (fixtures / "small-fleet" / "battery-telemetry.jsonl").read_text(encoding="utf-8")
     recording.write_text(lines + SCRIPT_PAYLOAD + "\n" + '{"schema_version": 1}\n', "utf-8")
-    replayed = run_replay(spark, trained_config, recording, folder / "out", str(fixtures / "model"))
+    # Scored by the registry's champion, so forecasts, accuracy and health name its version.
+    replayed = run_replay(spark, trained_config, recording, folder / "out")
     add_compliance_and_accuracy(spark, replayed)
     add_open_alerts(replayed, ["B000005", "B000007", "B000010", "B000012"])
     return replayed

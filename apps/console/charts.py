@@ -56,28 +56,42 @@ def opened_chart(opened: pd.DataFrame) -> go.Figure:
     return _layout(fig, "Alerts opened per day (reading date)", y="alerts")
 
 
+def bucket_labels(buckets: pd.Series) -> list[str]:
+    """Time buckets as labels of a category axis: a few buckets (often one, right after a
+    demo) would otherwise get a time axis zoomed in to fractions of a second."""
+    stamps = pd.to_datetime(buckets)
+    daily = bool(len(stamps)) and bool((stamps == stamps.dt.normalize()).all())
+    return stamps.dt.strftime("%Y-%m-%d" if daily else "%Y-%m-%d %H:%M").tolist()
+
+
+def _category_x(fig: go.Figure) -> go.Figure:
+    fig.update_xaxes(type="category", categoryorder="category ascending", nticks=12)
+    return fig
+
+
 def quarantine_rate_chart(rates: pd.DataFrame) -> go.Figure:
     """Share of messages quarantined per ingest-time bucket."""
     fig = go.Figure(
-        go.Scatter(
-            x=rates["bucket"],
+        go.Bar(
+            x=bucket_labels(rates["bucket"]),
             y=rates["rate"] * 100,
-            mode="lines+markers",
             customdata=rates[["quarantined", "stored"]].to_numpy(),
             hovertemplate="%{y:.2f}%: %{customdata[0]} quarantined, %{customdata[1]} stored",
             name="quarantined",
+            marker_color=COLORS["open"],
         )
     )
-    return _layout(fig, "Quarantine rate (ingest time)", y="% of messages")
+    fig.update_yaxes(rangemode="tozero")
+    return _layout(_category_x(fig), "Quarantine rate (ingest time)", y="% of messages")
 
 
 def quarantine_reason_chart(counts: pd.DataFrame) -> go.Figure:
     """Quarantined messages per ingest-time bucket, stacked by reason."""
     fig = go.Figure()
     for reason, part in counts.groupby("reason", sort=True):
-        fig.add_bar(x=part["bucket"], y=part["count"], name=str(reason))
+        fig.add_bar(x=bucket_labels(part["bucket"]), y=part["count"], name=str(reason))
     fig.update_layout(barmode="stack")
-    return _layout(fig, "Quarantined messages by reason (ingest time)", y="messages")
+    return _layout(_category_x(fig), "Quarantined messages by reason (ingest time)", y="messages")
 
 
 def battery_charts(
@@ -185,12 +199,17 @@ def live_accuracy_chart(metrics: pd.DataFrame, value: str = "nrmse") -> go.Figur
 def _bars_and_lines(
     x: pd.Series, bars: tuple[str, pd.Series], lines: list[tuple[str, pd.Series]], right: str
 ) -> go.Figure:
-    """Bars on the left axis and lines on a right axis titled `right`, over the same x."""
+    """Bars on the left axis and lines (those with any value) on a right axis titled
+    `right`, over the same x."""
     fig = go.Figure()
     fig.add_bar(x=x, y=bars[1], name=bars[0])
-    for name, values in lines:
-        fig.add_scatter(x=x, y=values, mode="lines", name=name, yaxis="y2")
-    fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": right})
+    drawn = [(name, values) for name, values in lines if pd.Series(values).notna().any()]
+    for name, values in drawn:
+        fig.add_scatter(x=x, y=values, mode="lines+markers", name=name, yaxis="y2")
+    if drawn:
+        fig.update_layout(
+            yaxis2={"overlaying": "y", "side": "right", "title": right, "rangemode": "tozero"}
+        )
     return fig
 
 
@@ -205,6 +224,7 @@ def batch_chart(batches: pd.DataFrame) -> go.Figure:
         ],
         "rows/s",
     )
+    fig.update_xaxes(tickformat="d", dtick=max(1, len(batches) // 10))
     return _layout(fig, "Committed micro-batches (checkpoint)", x="batch", y="seconds")
 
 
@@ -212,12 +232,14 @@ def lag_chart(lag: pd.DataFrame) -> go.Figure:
     """Messages waiting per topic partition."""
     labels = [f"{t}[{p}]" for t, p in zip(lag["topic"], lag["partition"], strict=True)]
     fig = go.Figure(go.Bar(x=labels, y=lag["lag"]))
+    fig.update_yaxes(rangemode="tozero", range=None if lag["lag"].any() else [0, 1])
     return _layout(fig, "Lag per partition", y="messages")
 
 
 def labelled_bar(values: dict[str, float], title: str, y: str) -> go.Figure:
     """A bar per label (e.g. quarantined messages per reason from the metrics endpoint)."""
     fig = go.Figure(go.Bar(x=list(values), y=list(values.values())))
+    fig.update_yaxes(rangemode="tozero")
     return _layout(fig, title, y=y)
 
 

@@ -10,12 +10,22 @@ Skips, saying why, where chromium or Playwright is missing (`make test` installs
 from __future__ import annotations
 
 import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from core.lake import read_table
-from tests.console_fixtures import CHROMIUM, CHROMIUM_FLAGS, SCRIPT_PAYLOAD, console_process
+from tests.console_fixtures import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    SCRIPT_PAYLOAD,
+    console_process,
+    free_port,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -134,38 +144,54 @@ def test_an_operator_logs_in_and_acknowledges_an_alert(console, console_lake, pa
     assert page.problems == []
 
 
+@contextmanager
+def attacker_site(page_html: str) -> Iterator[str]:
+    """Another web site on loopback (another port: same site, another origin) serving one
+    page; yields its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = page_html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_form_from_another_origin_changes_nothing(console, console_lake, page):
-    """A page on another origin (localhost is not 127.0.0.1 to a browser) posts an
-    acknowledgement to the console: the browser's own Origin header, and its SameSite=Strict
-    cookie staying home, get it refused."""
+    """A logged-in operator visits another site whose page posts an acknowledgement to the
+    console. Same site (127.0.0.1, another port), so the SameSite cookie goes along: the
+    browser's Origin header and the missing CSRF token get it refused."""
     page.goto(console + "/alerts")
     page.fill("#login input[name=token]", TOKEN)
     page.click("#login button")
     page.wait_for_selector("#flash")
     open_ids = read_table(console_lake, "battery_alerts", filters=[("status", "=", "open")])
     target = str(open_ids["alert_id"].iloc[0])
-    foreign = console.replace("127.0.0.1", "localhost")
-    page.goto(foreign + "/healthz")
-    page.evaluate(
-        """([action, alertId]) => {
-            const form = document.createElement("form");
-            form.method = "post";
-            form.action = action;
-            for (const [name, value] of Object.entries({
-                alert_id: alertId, kind: "battery", by: "mallory", why: "cross-site",
-                csrf_token: "guessed"})) {
-                const input = document.createElement("input");
-                input.name = name;
-                input.value = value;
-                form.appendChild(input);
-            }
-            document.body.appendChild(form);
-            form.submit();
-        }""",
-        [console + "/alerts/ack", target],
+    fields = {"alert_id": target, "kind": "battery", "by": "mallory", "why": "cross-site"}
+    inputs = "".join(f'<input name="{k}" value="{v}">' for k, v in fields.items())
+    attack = (
+        f'<form id="f" method="post" action="{console}/alerts/ack">{inputs}</form>'
+        '<script>document.getElementById("f").submit();</script>'
     )
-    page.wait_for_selector("#refused")
-    assert "Refused" in page.inner_text("#refused")
+    with attacker_site(attack) as evil:
+        page.goto(evil)
+        page.wait_for_selector("#refused")
+    assert page.url == console + "/alerts/ack"
+    assert "did not come from the console" in page.inner_text("#refused")
     screenshot(page, "cross-site-refused")
     stored = read_table(console_lake, "battery_alerts", filters=[("alert_id", "=", target)])
     assert stored["status"].item() == "open"

@@ -4,6 +4,7 @@ it."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pandas as pd
@@ -31,14 +32,20 @@ READING_COLUMNS = [
 ]
 # The whole history is drawn; a battery reports once a day, so this is years.
 HISTORY_DAYS = 3650
+# Forecasts are read from the battery's last days only: files hold a micro-batch's days, so
+# the date range prunes all but the newest files (a forecast row carries 30 values).
+FORECAST_DAYS = 7
 
 
 def battery_view(lake: LakeCache, battery_id: str) -> dict[str, Any]:
     """What the battery page shows; `problem` says why there is nothing to show."""
     only = [("battery_id", "=", battery_id)]
     readings = lake.read("telemetry", READING_COLUMNS, only)
-    forecasts = lake.read("battery_forecasts", None, only)
     alerts = lake.read("battery_alerts", None, only)
+    if readings.empty:
+        return {"problem": f"Battery {battery_id} has no readings in telemetry."}
+    since = pd.Timestamp(readings["date"].max()).date() - dt.timedelta(days=FORECAST_DAYS)
+    forecasts = lake.read("battery_forecasts", None, [*only, ("date", ">=", since)])
     try:
         result = forecast_from_tables(
             readings, forecasts, battery_id, source="telemetry", history_days=HISTORY_DAYS
