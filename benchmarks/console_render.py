@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.config import load_config
     from streaming.session import build_spark_session
 
-    root = args.out or Path(tempfile.mkdtemp(prefix="pitstop-console-bench-"))
+    root = (args.out or Path(tempfile.mkdtemp(prefix="pitstop-console-bench-"))).resolve()
     root.mkdir(parents=True, exist_ok=True)
     base_cfg = load_config("local")
     broker = start_bench_broker(base_cfg, root / "broker", {"battery-telemetry": 4})
