@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pyarrow.lib import ArrowNotImplementedError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from core.config import PitstopConfig
@@ -80,7 +81,24 @@ def read_table(
     table = open_table(cfg.storage.table(name))
     if table is None:
         return pd.DataFrame()
-    return table.to_pandas(columns=list(columns) if columns is not None else None, filters=filters)
+    wanted = list(columns) if columns is not None else None
+    try:
+        return table.to_pandas(columns=wanted, filters=filters)
+    except ArrowNotImplementedError:
+        # delta-rs 1.6 writes the string columns an UPDATE or a MERGE's update sets as Arrow
+        # string views; pyarrow cannot compare such a file's column with the filter's
+        # string. Read it cast to the table's schema, then filter.
+        return _filtered_after_read(table, wanted, filters)
+
+
+def _filtered_after_read(table: Any, columns: list[str] | None, filters: Filters) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    groups = filters if isinstance(filters[0], list) else [filters]
+    needed = {column for group in groups for column, _, _ in group} - set(columns or [])
+    read = None if columns is None else [*columns, *sorted(needed)]
+    rows = table.to_pyarrow_table(columns=read).filter(pq.filters_to_expression(filters))
+    return rows.select(columns).to_pandas() if columns is not None else rows.to_pandas()
 
 
 def count_rows(cfg: PitstopConfig, name: str) -> int:
