@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from core.lake import read_table
 from models.registry import configure_mlflow
-from models.reporting.live_compare import DECISION_TAG, compare_champion
+from models.reporting.live_compare import DECISION_TAG, compare_champion, latest_model_health
 from streaming import tables
 from streaming.battery.flow import build_job, process_battery_batch
 from streaming.battery.readings import battery_history, parse_telemetry
@@ -151,6 +151,9 @@ def test_the_champion_health_is_recorded_against_its_holdout(monitored):
     assert last.model_role == "champion" and last.holdout_nrmse > 0
     assert last.status in ("ok", "degraded", "unknown") and last.live_nrmse > 0
     assert np.isfinite(last.drift_psi) and 0 <= last.drift_ks <= 1
+    # What the console shows: the newest verdict per version.
+    newest = latest_model_health(monitored)
+    assert len(newest) == 1 and newest.iloc[0].monitor_batch == last.monitor_batch
 
 
 def test_compare_logs_a_run_and_promotes_a_better_challenger(spark, monitored):
