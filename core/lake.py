@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pyarrow.lib import ArrowNotImplementedError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from core.config import PitstopConfig
@@ -125,10 +126,20 @@ def read_table(
     table = open_table(cfg.storage.table(name))
     if table is None:
         return pd.DataFrame()
-    return table.to_pandas(
-        columns=list(columns) if columns is not None else None,
-        filters=filter_expression(table, filters) if filters else None,
-    )
+    return read_filtered(table, list(columns) if columns is not None else None, filters)
+
+
+def read_filtered(table: Any, columns: list[str] | None, filters: Filters | None) -> pd.DataFrame:
+    """`columns` of the rows of a delta-rs table matching `filters`.
+
+    delta-rs 1.6 writes the string columns an UPDATE or a MERGE's update sets as Arrow string
+    views, and pyarrow cannot compare such a file's column with the filter's string: then
+    the filter is read again comparing string columns as strings (`filter_expression`).
+    """
+    try:
+        return table.to_pandas(columns=columns, filters=filters or None)
+    except ArrowNotImplementedError:
+        return table.to_pandas(columns=columns, filters=filter_expression(table, filters))
 
 
 def count_rows(cfg: PitstopConfig, name: str) -> int:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from core.config import PitstopConfig
-from core.lake import Filters, filter_expression, open_table
+from core.lake import Filters, open_table, read_filtered
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +87,7 @@ class LakeCache:
             table = self._tables[name]
         present = {field.name for field in table.schema().fields}
         wanted = None if columns is None else [c for c in columns if c in present]
-        expression = filter_expression(table, filters) if filters else None
-        frame = table.to_pandas(columns=wanted, filters=expression)
+        frame = read_filtered(table, wanted, filters)
         # A table written before a column existed (e.g. a newer schema): the column is empty.
         for column in columns or ():
             if column not in frame.columns:

@@ -204,3 +204,14 @@ def _logged(
         result.run_id = run.info.run_id
     log.info("Live comparison: %s (%s)", result.decision, result.reason)
     return result
+
+
+def latest_model_health(cfg: PitstopConfig) -> pd.DataFrame:
+    """The newest `model_health` row per model version (what the monitor last concluded about
+    the champion: status ok / degraded / unknown, live and holdout NRMSE, drift); empty
+    before the first check."""
+    health = read_table(cfg, "model_health")
+    if health.empty:
+        return health
+    newest = health.sort_values("checked_at").groupby(["model_name", "model_version"]).tail(1)
+    return newest.sort_values("checked_at", ascending=False, ignore_index=True)

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from core.lake import read_table
 from models.registry import configure_mlflow
-from models.reporting.live_compare import DECISION_TAG, compare_champion
+from models.reporting.live_compare import DECISION_TAG, compare_champion, latest_model_health
 from streaming import tables
 from streaming.battery.flow import build_job, process_battery_batch
 from streaming.battery.readings import battery_history, parse_telemetry
@@ -151,9 +151,12 @@ def test_the_champion_health_is_recorded_against_its_holdout(monitored):
     assert last.model_role == "champion" and last.holdout_nrmse > 0
     assert last.status in ("ok", "degraded", "unknown") and last.live_nrmse > 0
     assert np.isfinite(last.drift_psi) and 0 <= last.drift_ks <= 1
+    # What the console shows: the newest verdict per version.
+    newest = latest_model_health(monitored)
+    assert len(newest) == 1 and newest.iloc[0].monitor_batch == last.monitor_batch
 
 
-def test_compare_logs_a_run_and_promotes_a_better_challenger(monitored):
+def test_compare_logs_a_run_and_promotes_a_better_challenger(spark, monitored):
     cfg = monitored
     kept = compare_champion(cfg, days=30, min_pairs=10, promote_better=True)
     # The shadow is a copy of the champion: equal live NRMSE, no move.
@@ -170,11 +173,10 @@ def test_compare_logs_a_run_and_promotes_a_better_challenger(monitored):
     assert too_many.decision in ("too_few_pairs", "kept")
 
     # Make the shadow's forecasts better than the champion's in the table itself.
-    from deltalake import DeltaTable
-
-    DeltaTable(cfg.storage.table(tables.FORECAST_ACCURACY)).update(
-        predicate="model_role = 'shadow'",
-        updates={"forecast": "actual + (forecast - actual) * 0.5", "error": "error * 0.5"},
+    spark.sql(
+        f"UPDATE delta.`{cfg.storage.table(tables.FORECAST_ACCURACY)}` "
+        "SET forecast = actual + (forecast - actual) * 0.5, error = error * 0.5 "
+        "WHERE model_role = 'shadow'"
     )
     name = cfg.forecast.model
     before = MlflowClient().get_model_version_by_alias(name, "champion").version

@@ -164,7 +164,8 @@ def assert_metrics_match_the_tables(
     champion = MlflowClient(cfg.mlflow.tracking_uri).get_model_version_by_alias(
         cfg.forecast.model, cfg.mlflow.alias
     )
-    info = (("name", cfg.forecast.model), ("role", "champion"), ("version", champion.version))
+    version = str(champion.version)
+    info = (("name", cfg.forecast.model), ("role", "champion"), ("version", version))
     assert got[("pitstop_model_version_info", info)] == 1
 
 
