@@ -82,7 +82,8 @@ def build_lake(spark, cfg, batteries: int, days: int) -> dict[str, int]:
         frame.write.format("delta").mode("append").save(paths[tables.TELEMETRY])
     log.info("telemetry written in %.0fs", time.monotonic() - started)
 
-    # Forecasts: each reading's last-week mean held for 30 days, in Spark from telemetry.
+    # Forecasts: each reading's last-week mean held for 30 days, in Spark from telemetry,
+    # appended per ingest batch as the stream appends them (so each file covers a few days).
     telemetry = spark.read.format("delta").load(paths[tables.TELEMETRY])
     week = Window.partitionBy("battery_id").orderBy("date").rowsBetween(-6, 0)
     mean = F.avg("daily_cycles_used").over(week)
@@ -92,6 +93,7 @@ def build_lake(spark, cfg, batteries: int, days: int) -> dict[str, int]:
         telemetry.withColumn("mean", mean)
         .withColumn("days", days_left)
         .select(
+            "ingest_batch",
             "battery_id",
             "car_id",
             "date",
@@ -107,8 +109,17 @@ def build_lake(spark, cfg, batteries: int, days: int) -> dict[str, int]:
             F.lit("champion").alias("model_role"),
             F.current_timestamp().alias("scored_at"),
         )
+        .localCheckpoint(eager=True)
     )
-    forecasts.write.format("delta").mode("append").save(paths[tables.FORECASTS])
+    for batch in range(BATCHES):
+        (
+            forecasts.where(F.col("ingest_batch") == batch)
+            .drop("ingest_batch")
+            .coalesce(1)
+            .write.format("delta")
+            .mode("append")
+            .save(paths[tables.FORECASTS])
+        )
     log.info("forecasts written in %.0fs", time.monotonic() - started)
 
     _write_alerts(cfg, paths[tables.ALERTS], readings)
