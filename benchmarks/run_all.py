@@ -20,6 +20,7 @@ ORDER = (
     "stream_benchmark.py",
     "sink_floor.py",
     "state_scale.py",  # ~15 minutes
+    "console_render.py",
     "soak.py",  # 30 minutes
 )
 
