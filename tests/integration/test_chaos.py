@@ -168,7 +168,9 @@ def assert_metrics_match_the_tables(
     assert got[("pitstop_last_batch_id", query)] >= 0
     assert got[("pitstop_batch_duration_seconds_count", query)] >= 1
     assert ("pitstop_input_rows_per_second", query) in got
-    registry = MlflowClient(cfg.mlflow.tracking_uri, cfg.mlflow.registry_uri)
+    registry = MlflowClient(
+        cfg.mlflow.tracking_uri, cfg.mlflow.registry_uri or cfg.mlflow.tracking_uri
+    )
     champion = registry.get_model_version_by_alias(cfg.forecast.model, cfg.mlflow.alias)
     version = str(champion.version)
     info = (("name", cfg.forecast.model), ("role", "champion"), ("version", version))
