@@ -19,6 +19,7 @@ ORDER = (
     "forecast_quality.py",
     "stream_benchmark.py",
     "sink_floor.py",
+    "state_scale.py",  # ~15 minutes
     "soak.py",  # 30 minutes
 )
 
