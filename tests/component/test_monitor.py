@@ -53,6 +53,7 @@ def monitored(spark, trained_config, tmp_path_factory):
     mlflow_cfg = trained_config.mlflow.model_copy(
         update={"tracking_uri": f"sqlite:///{root / 'mlflow.db'}"}
     )
+    session_config = trained_config
     trained_config = trained_config.model_copy(update={"mlflow": mlflow_cfg})
     configure_mlflow(trained_config)
     client = MlflowClient()
@@ -92,7 +93,8 @@ def monitored(spark, trained_config, tmp_path_factory):
         # The monitor restarts from its checkpoint each time, as a scheduled `--once` would.
         query = start_monitor_query(spark, build_monitor_job(spark, cfg), available_now=True)
         query.awaitTermination()
-    return cfg
+    yield cfg
+    configure_mlflow(session_config)  # MLflow's global store back to the session's
 
 
 def expected_pairs(cfg) -> set[tuple]:

@@ -141,7 +141,16 @@ def assert_metrics_match_the_tables(
     """The job's Prometheus metrics say what its tables and topic hold (one job, no restart)."""
     from mlflow.tracking import MlflowClient
 
-    got = scrape(port)
+    # Progress reports reach the listener a moment after the batch commits: wait for the
+    # report of the last batch (no lag left) before reading the rest.
+    deadline = time.monotonic() + 60
+    while True:
+        got = scrape(port)
+        lag = [v for (name, _), v in got.items() if name == "pitstop_kafka_lag"]
+        if (len(lag) == 4 and sum(lag) == 0) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert len(lag) == 4 and sum(lag) == 0  # caught up on each of the 4 partitions
     by_reason = {
         dict(labels)["reason"]: value
         for (name, labels), value in got.items()
@@ -159,11 +168,10 @@ def assert_metrics_match_the_tables(
     assert got[("pitstop_last_batch_id", query)] >= 0
     assert got[("pitstop_batch_duration_seconds_count", query)] >= 1
     assert ("pitstop_input_rows_per_second", query) in got
-    lag = [v for (name, _), v in got.items() if name == "pitstop_kafka_lag"]
-    assert len(lag) == 4 and sum(lag) == 0  # caught up on each of the 4 partitions
-    champion = MlflowClient(cfg.mlflow.tracking_uri).get_model_version_by_alias(
-        cfg.forecast.model, cfg.mlflow.alias
+    registry = MlflowClient(
+        cfg.mlflow.tracking_uri, cfg.mlflow.registry_uri or cfg.mlflow.tracking_uri
     )
+    champion = registry.get_model_version_by_alias(cfg.forecast.model, cfg.mlflow.alias)
     version = str(champion.version)
     info = (("name", cfg.forecast.model), ("role", "champion"), ("version", version))
     assert got[("pitstop_model_version_info", info)] == 1
