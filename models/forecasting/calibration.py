@@ -111,8 +111,8 @@ def halves(batteries: pd.Series, seed: int = 0, failing: pd.Series | None = None
         return second
     order = pd.util.hash_pandas_object(pd.Series(failed), index=False).to_numpy()
     dealt = pd.Series(np.arange(len(failed)) % 2 == 1, index=failed[np.argsort(order)])
-    mapped = ids.map(dealt)
-    return np.where(mapped.notna(), mapped.fillna(False).to_numpy(bool), second)
+    side = ids.map(dealt).eq(True).to_numpy()
+    return np.where(ids.isin(dealt.index).to_numpy(), side, second)
 
 
 def crossfit_alerts(
