@@ -24,12 +24,12 @@ from models.forecasting.risk import (
     RiskCalibrator,
     alert_outcomes,
     calibrate_risk,
-    choose_threshold,
     expected_calibration_error,
     failure_dates,
     first_alert_curve,
     first_alerts,
     reading_labels,
+    settle_threshold,
 )
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def crossfit_alerts(
             data_end,
             within_days,
         )
-        threshold, _, _ = choose_threshold(curve, target_precision)
+        threshold = settle_threshold(curve, target_precision)[0]
         applied = calibrator.apply(other["raw_risk"].to_numpy(float))
         risk[~fit_on] = applied
         alerts.append(first_alerts(other, applied >= threshold))

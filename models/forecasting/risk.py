@@ -15,6 +15,11 @@ Everything here works on a user's own fleet with no truth file:
   semantics of `models.forecasting.metrics.alert_quality`: an alert is right when the
   battery fails within `within_days` of it; one whose outcome the data cannot tell yet (no
   failure, and fewer than `within_days` days of data after it) is left out.
+- `settle_threshold` keeps that threshold only when the period holds enough verifiable first
+  alerts to show the target precision (`certifying_alerts`: 99 at 0.97); with fewer, the
+  lowest threshold with no false alert is luck of a small sample (12 alerts all right say
+  little about a 97% precision), so the threshold is raised to the target itself -- on a
+  calibrated risk a first alert at risk r is right with probability about r.
 """
 
 from __future__ import annotations
@@ -211,6 +216,38 @@ def choose_threshold(curve: pd.DataFrame, target_precision: float) -> tuple[floa
     return float(best["threshold"]), float(best["precision"]), False
 
 
+def certifying_alerts(target_precision: float, confidence: float = 0.95) -> int:
+    """First alerts that, all right, show precision >= `target_precision` at `confidence`: the
+    least n with target**n <= 1 - confidence (99 for 0.97 at 95%)."""
+    if target_precision >= 1.0:
+        return int(np.iinfo(np.int32).max)
+    return int(np.ceil(np.log(1.0 - confidence) / np.log(target_precision)))
+
+
+def settle_threshold(
+    curve: pd.DataFrame, target_precision: float
+) -> tuple[float, float, bool, int, float]:
+    """(threshold, precision, reached, verifiable alerts, empirical threshold): `choose_threshold`'s
+    choice, raised to the target precision itself when the validation period has fewer
+    verifiable first alerts at it than `certifying_alerts` -- too few to show the target."""
+    empirical, precision, reached = choose_threshold(curve, target_precision)
+    at = curve.loc[curve["threshold"] == empirical, "verifiable"]
+    verifiable = int(at.iloc[0]) if len(at) else 0
+    threshold = empirical
+    if verifiable < certifying_alerts(target_precision) and empirical < target_precision:
+        threshold = float(target_precision)
+        log.warning(
+            "Only %d verifiable first alerts on validation (%d show precision %.3f): alert "
+            "threshold raised from %.4f to the target, %.3f",
+            verifiable,
+            certifying_alerts(target_precision),
+            target_precision,
+            empirical,
+            threshold,
+        )
+    return threshold, precision, reached, verifiable, empirical
+
+
 def reliability_table(risk: np.ndarray, label: np.ndarray, bins: int = 10) -> pd.DataFrame:
     """Per equal-width bin of risk: rows, mean risk and observed failure share (labelled rows)."""
     risk, label = np.asarray(risk, float), np.asarray(label, float)
@@ -251,6 +288,15 @@ class RiskCalibration:
     positives: int
     batteries_failing: int
     reliability: pd.DataFrame = field(repr=False)
+    # First alerts the data could judge at the empirical choice, and that choice itself
+    # (below `threshold` when too few alerts showed the target: `settle_threshold`).
+    verifiable_alerts: int = 0
+    empirical_threshold: float | None = None
+
+    @property
+    def raised(self) -> bool:
+        """Whether the threshold was raised to the target for want of verifiable alerts."""
+        return self.empirical_threshold is not None and self.threshold > self.empirical_threshold
 
     def params(self) -> dict[str, object]:
         """What a run logs as parameters (and a version as tags)."""
@@ -258,6 +304,7 @@ class RiskCalibration:
             "alert_threshold": float(self.threshold),
             "alert_precision_target": self.target_precision,
             "risk_calibration": self.calibrator.method,
+            "alert_threshold_empirical": self.empirical_threshold,
         }
 
     def metrics(self) -> dict[str, float]:
@@ -268,6 +315,7 @@ class RiskCalibration:
             "val_risk_rows": float(self.rows),
             "val_risk_positives": float(self.positives),
             "val_batteries_failing": float(self.batteries_failing),
+            "val_verifiable_alerts": float(self.verifiable_alerts),
         }
 
 
@@ -286,7 +334,7 @@ def calibrate_risk(
     calibrator = RiskCalibrator.fit(table["raw_risk"].to_numpy(float), label, method)
     risk = calibrator.apply(table["raw_risk"].to_numpy(float))
     curve = first_alert_curve(table.assign(risk=risk), failures, data_end, within_days)
-    threshold, precision, reached = choose_threshold(curve, target_precision)
+    threshold, precision, reached, verifiable, empirical = settle_threshold(curve, target_precision)
     ids = set(table["battery_id"].astype(str))
     failing = failures.dropna()
     return RiskCalibration(
@@ -300,6 +348,8 @@ def calibrate_risk(
         positives=int(np.nansum(label)),
         batteries_failing=int(len(set(failing.index.astype(str)) & ids)),
         reliability=reliability_table(risk, label),
+        verifiable_alerts=verifiable,
+        empirical_threshold=empirical,
     )
 
 

@@ -136,6 +136,24 @@ def render_model_card(
     return "\n".join(lines)
 
 
+def _threshold_reason(alerts: Mapping[str, Any], within: int) -> str:
+    """Why the alert threshold is what it is: the validation period's choice, or the target
+    precision itself when that period had too few verifiable first alerts to show it."""
+    target = f"{100 * alerts['target_precision']:.0f}%"
+    if alerts.get("raised_from") is None:
+        return (
+            f": the lowest level at which at least {target} of the first alerts of the "
+            f"validation period were right (the battery failed within {within} days)."
+        )
+    return (
+        f", the target precision itself: the validation period had only "
+        f"{alerts.get('verifiable_alerts', 0)} first alerts whose outcome it could tell, too "
+        f"few to show a {target} precision (its own choice, {alerts['raised_from']:.3f}, had "
+        f"no false alert among them by luck as much as by skill). On a calibrated risk, an "
+        f"alert at risk r is right about r of the time."
+    )
+
+
 def _alerts_section(alerts: Mapping[str, Any] | None, within: int) -> list[str]:
     """How alerts follow: from the calibrated risk when the model has one, with its
     threshold, calibration, reliability plot and alert quality beside the cycle rule's
@@ -154,10 +172,8 @@ def _alerts_section(alerts: Mapping[str, Any] | None, within: int) -> list[str]:
         f"rated cycles within {within} days (its *failure risk*), read from its forecast of "
         f"the total cycles of those days and calibrated on readings it had not learnt from "
         f"({alerts.get('calibration', 'Platt')} scaling). An alert opens when the risk reaches "
-        f"**{alerts['threshold']:.3f}**: the lowest level at which at least "
-        f"{100 * alerts['target_precision']:.0f}% of the first alerts of the validation "
-        f"period were right (the battery failed within {within} days). A battery has at most "
-        "one open alert; each alert records the risk and this model's name and version.",
+        f"**{alerts['threshold']:.3f}**{_threshold_reason(alerts, within)} A battery has at "
+        "most one open alert; each alert records the risk and this model's name and version.",
         "",
         f"Expected calibration error of the risk: {_number(alerts.get('ece'))} (0 is "
         "perfect: among readings given a 20% risk, 20% failed in time).",

@@ -53,6 +53,10 @@ class AlertReport:
         """What the model card's alert section shows."""
         return {
             "threshold": self.calibration.threshold,
+            "raised_from": (
+                self.calibration.empirical_threshold if self.calibration.raised else None
+            ),
+            "verifiable_alerts": self.calibration.verifiable_alerts,
             "target_precision": self.calibration.target_precision,
             "calibration": self.calibration.calibrator.method.capitalize(),
             "ece": self.calibration.ece,

@@ -11,12 +11,14 @@ from models.forecasting.risk import (
     RiskError,
     alert_outcomes,
     calibrate_risk,
+    certifying_alerts,
     choose_threshold,
     expected_calibration_error,
     failure_dates,
     first_alert_curve,
     first_alerts,
     reading_labels,
+    settle_threshold,
 )
 
 pytestmark = pytest.mark.unit
@@ -145,3 +147,25 @@ def test_halves_deal_the_failing_batteries_to_both_sides() -> None:
     assert all(len(set(dealt[ids.to_numpy() == b])) == 1 for b in ids.unique())
     others = ~ids.isin(["B3", "B17"]).to_numpy()
     assert (dealt[others] == plain[others]).all()
+
+
+def test_a_threshold_too_few_alerts_can_show_is_raised_to_the_target() -> None:
+    assert certifying_alerts(0.97) == 99 and certifying_alerts(0.8) == 14
+
+    def curve(alerts: int) -> pd.DataFrame:
+        # Every first alert right from 0.78 up; as many false ones again below it.
+        return pd.DataFrame(
+            {
+                "threshold": [0.5, 0.78, 0.9],
+                "alerts": [2 * alerts, alerts, alerts - 2],
+                "verifiable": [2 * alerts, alerts, alerts - 2],
+                "right": [alerts, alerts, alerts - 2],
+            }
+        ).assign(precision=lambda c: c["right"] / c["verifiable"])
+
+    # 12 alerts without a false one (the session's test model): luck as much as skill.
+    threshold, precision, reached, verifiable, empirical = settle_threshold(curve(12), 0.97)
+    assert (empirical, precision, reached, verifiable) == (0.78, 1.0, True, 12)
+    assert threshold == 0.97
+    # 120 of them show the target: the period's own choice stands.
+    assert settle_threshold(curve(120), 0.97)[0] == 0.78
