@@ -19,7 +19,7 @@ from models.compliance.data import (
 
 pytestmark = pytest.mark.unit
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "notes" / "handwritten.csv"
+NOTES = Path(__file__).resolve().parents[1] / "fixtures" / "notes"
 
 
 def write(path: Path, text: str) -> Path:
@@ -158,10 +158,15 @@ def test_split_is_by_text_and_refuses_too_few_notes() -> None:
         split_labelled_notes(notes.head(5), "notes.csv")
 
 
-def test_the_hand_written_fixture_loads_and_its_labels_follow_the_regulation() -> None:
-    loaded = load_labelled_notes(FIXTURE)
-    assert len(loaded.notes) >= 150 and loaded.rejected.empty
-    frame = pd.read_csv(FIXTURE, dtype=str, keep_default_na=False)
+@pytest.mark.parametrize(
+    ("name", "size"), [("handwritten.csv", 150), ("handwritten-sealed.csv", 100)]
+)
+def test_the_hand_written_sets_load_and_their_labels_follow_the_regulation(
+    name: str, size: int
+) -> None:
+    loaded = load_labelled_notes(NOTES / name)
+    assert len(loaded.notes) >= size and loaded.rejected.empty
+    frame = pd.read_csv(NOTES / name, dtype=str, keep_default_na=False)
     for row in frame.itertuples(index=False):
         materials = set(filter(None, row.materials.split(";")))
         rule = (
