@@ -16,12 +16,16 @@ import zlib
 from typing import Literal
 
 from simulator.note_words import (
+    ASIDES,
     BAD_CONDITIONS,
     BAD_MATERIALS,
     BODY_WORDS,
     GOOD_CONDITIONS,
     GOOD_MATERIALS,
     NEGATABLE_MATERIALS,
+    OTHER_FIXES,
+    OTHER_PARTS,
+    OTHER_WEAR,
     SUB_PARTS,
 )
 
@@ -198,4 +202,10 @@ def distractor_values(rng: random.Random, year: int | None) -> dict[str, object]
         "short": rng.randint(10, 299),
         "psi": rng.randint(26, 44),
         "volts": rng.choice(("12.1", "12.4", "12.6", "13.8", "14.2")),
+        "speed": rng.choice((30, 50, 60, 70, 80, 90, 100, 120)),
+        "other": rng.choice(OTHER_PARTS),
+        "wear": rng.choice(OTHER_WEAR),
+        "fix": rng.choice(OTHER_FIXES),
+        "aside": rng.choice(ASIDES),
+        "bad": rng.choice(("plastic", "cast iron", "nylon", "iron")),
     }

@@ -178,4 +178,18 @@ MESSY_DISTRACTORS: tuple[str, ...] = (
     "road test done", "coffee machine broken again", "no rust", "no cracks", "no play",
     "pics in job folder", "see previous invoice", "wo {code}", "rebuilt {iy}",
     "replaced {iy} under warranty", "fitted {iy}", "date code {iy}",
+    "vibration at {speed} mph", "road test at {speed} km/h", "ABS sensor replaced",
+    "ABS light on, sensor cleaned", "{other} {wear}, {fix}", "{other} {wear} ({aside})",
+    "{other} ({bad}) {aside}", "{other} replaced",
+)  # fmt: skip
+# Other parts a note may mention on the side: their wear or material is not the component's.
+OTHER_PARTS: tuple[str, ...] = (
+    "wiper blades", "cabin filter housing", "bleed nipple", "ABS sensor", "heat wrap",
+    "brake pads", "tyre valve", "hose clamp", "trim panel", "wheel nut", "bulb", "sensor plug",
+    "engine cover", "splash guard", "air filter box", "dust boot", "fuse", "washer jet",
+)  # fmt: skip
+OTHER_WEAR: tuple[str, ...] = ("worn", "cracked", "seized", "split", "broken", "corroded")
+OTHER_FIXES: tuple[str, ...] = ("replaced", "freed", "fixed", "cleaned", "refitted", "to quote")
+ASIDES: tuple[str, ...] = (
+    "not this part", "separate job", "quoted separately", "noted for customer", "other side",
 )  # fmt: skip
