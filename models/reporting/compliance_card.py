@@ -35,11 +35,14 @@ LIMITS: tuple[str, ...] = (
     "an unstated fact never counts against the component.",
     "A word for a material or a condition it never saw in training (a trade name of a "
     "plastic, a workshop's own slang) means nothing to it.",
-    "Two-digit years are read as 1930-2029, and a bare two-digit number counts as a year "
-    "only after a word such as 'mfd', 'yr' or 'built'.",
     "Its figures come from held-out notes (unseen sentence shapes and misspellings, and any "
-    "evaluation-only set listed below); another workshop's notes may read differently.",
+    "evaluation-only set listed above); another workshop's notes may read differently.",
 )
+YEAR_READER_LIMIT = (
+    "Two-digit years are read as 1930-2029, and a bare two-digit number counts as a year "
+    "only after a word such as 'mfd', 'yr' or 'built'."
+)
+_SET_TITLES = {"val": "validation", "eval": "held-out"}
 
 
 def render_compliance_card(
@@ -97,7 +100,8 @@ def render_compliance_card(
     ]
     for title, frame in failures.items():
         lines += _failure_lines(title, frame)
-    lines += ["## Limits", "", *[f"- {limit}" for limit in LIMITS], ""]
+    limits = [*LIMITS, YEAR_READER_LIMIT] if chosen == "tfidf_year" else list(LIMITS)
+    lines += ["## Limits", "", *[f"- {limit}" for limit in limits], ""]
     return "\n".join(lines)
 
 
@@ -122,7 +126,7 @@ def _table(
 
 def _candidate_table(rows: pd.DataFrame) -> str:
     sets = [c.removesuffix("_accuracy") for c in rows.columns if c.endswith("_accuracy")]
-    columns = ["val log loss", *(f"{s} accuracy" for s in sets), "fit s"]
+    columns = ["validation log loss", *(f"{_SET_TITLES.get(s, s)} accuracy" for s in sets), "fit s"]
     table = {}
     for row in rows.to_dict("records"):
         name = f"**{row['candidate']}** (chosen)" if row["chosen"] else str(row["candidate"])
