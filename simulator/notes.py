@@ -223,7 +223,10 @@ class _NoteWriter:
         if not messy or rng.random() < 0.5:
             return str(year), phrase.format(y=year)
         cued = phrase in CUED_YEAR_PHRASES
-        return year_form(year, rng, cued=False), phrase.format(y=year_form(year, rng, cued))
+        written = year_form(year, rng, cued)
+        if phrase.startswith("MY") and not written.isdigit():
+            written = f"{year % 100:02d}"  # "MY94"; "MYearly 90s" is no one's shorthand
+        return year_form(year, rng, cued=False), phrase.format(y=written)
 
     def _distractor(self, year: int | None, messy: bool) -> str:
         rng = self.rng

@@ -18,8 +18,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
+
+from models.compliance.spelling import within_one_edit
 
 FIRST_YEAR, LAST_YEAR = 1900, 2039
 PIVOT = 30  # two-digit years: 00-29 are 20xx, 30-99 are 19xx
@@ -31,7 +34,8 @@ N_FEATURES = len(THRESHOLDS) + 2
 _WINDOW = 3  # words before a year that may say what it is
 
 # Words (or their beginnings) that say the next number is the manufacture year; misspelled
-# forms mostly keep their first letters ("manufacured", "manuf.", "mnf").
+# forms keep their first letters ("manufacured", "manuf.", "mnf") or are one edit away
+# from a longer cue word ("manefactured", "buelt").
 _MADE_PREFIXES = (
     "manu", "manf", "mnf", "mfd", "mfg", "mfr", "fabr", "buil", "bult", "prod", "vint",
     "dated", "dating", "circa", "approx", "aprox", "year",
@@ -42,19 +46,24 @@ _MADE_WORDS = frozenset(
         "around", "about", "abt", "orig", "original", "oem",
     }
 )  # fmt: skip
+_MADE_LONG = ("manufactured", "manufacture", "production", "produced", "built", "build")
 # Words that say the next number is something else.
 _OTHER_PREFIXES = (
-    "insp", "serv", "svc", "check", "chk", "replac", "repl", "install", "inst", "fitt",
-    "rebuil", "rebuild", "reman", "overh", "refurb", "repair", "odo", "mile", "invoic",
-    "ticket", "order", "warrant", "recall", "visit", "updat", "test", "seen", "job",
-    "serial", "batch", "phone", "tel", "purch", "bought", "sold", "regist",
+    "insp", "svc", "check", "chk", "replac", "repl", "install", "inst", "fitt", "rebuil",
+    "rebuild", "reman", "overh", "refurb", "repair", "odo", "mileag", "invoic", "ticket",
+    "order", "warrant", "recall", "visit", "updat", "test", "seen", "job", "serial", "batch",
+    "phone", "tel", "purch", "bought", "sold", "regist",
 )  # fmt: skip
 _OTHER_WORDS = frozenset(
     {
         "inv", "ref", "part", "pn", "p", "wo", "no", "nr", "num", "number", "code", "last",
         "next", "since", "due", "until", "vin", "reg", "sn", "lot", "acct", "ro", "po", "id",
-        "tag", "rev",
+        "tag", "rev", "service", "serviced", "servicing", "svcd", "mileage", "miles",
     }
+)  # fmt: skip
+_OTHER_LONG = (
+    "inspected", "inspection", "serviced", "replaced", "installed", "rebuilt", "odometer",
+    "mileage", "invoice", "warranty", "refurbished", "overhauled", "repaired", "checked",
 )  # fmt: skip
 # A unit after a number: it is a measurement, not a year.
 _UNITS = frozenset(
@@ -72,6 +81,7 @@ _DECADE_WORDS = {
 }  # fmt: skip
 _PART_OF_DECADE = {"early": 2, "mid": 5, "late": 8}
 _BARE_DECADE = re.compile(r"\d0s")
+_WORD_AFTER = re.compile(r"[^\W\d_]+")
 
 _SCAN = re.compile(
     r"""
@@ -83,7 +93,7 @@ _SCAN = re.compile(
     |(?P<apos>['’‘`´](?P<ay>\d{2})(?![\d]))
     |(?P<num>\d+(?:[.,]\d+)*)
     |(?P<word>[^\W\d_]+)
-    |(?P<stop>[.;!?|()\[\]\n])
+    |(?P<stop>[.,;!?|()\[\]\n])
     """,
     re.VERBOSE,
 )
@@ -139,20 +149,26 @@ def _decade_year(match: re.Match[str]) -> int:
     return decade + _PART_OF_DECADE.get(match.group("part") or "", 5)
 
 
+@lru_cache(maxsize=16_384)
 def _is_made(word: str) -> bool:
-    return word in _MADE_WORDS or word.startswith(_MADE_PREFIXES)
+    if word in _MADE_WORDS or word.startswith(_MADE_PREFIXES):
+        return True
+    return len(word) >= 5 and any(within_one_edit(word, cue) for cue in _MADE_LONG)
 
 
+@lru_cache(maxsize=16_384)
 def _is_other(word: str) -> bool:
-    return word in _OTHER_WORDS or word.startswith(_OTHER_PREFIXES)
+    if word in _OTHER_WORDS or word.startswith(_OTHER_PREFIXES):
+        return True
+    return len(word) >= 6 and any(within_one_edit(word, cue) for cue in _OTHER_LONG)
 
 
 def _context_before(tokens: Sequence[_Token], index: int) -> str | None:
     """'made' or 'other' from the nearest telling word before tokens[index], else None.
 
     Looks back at most `_WINDOW` words, not past another number (a word before it is about
-    that one) nor the end of a sentence; the dot of an abbreviation ("mfd.", "c.",
-    "part no.") does not end one.
+    that one) nor the end of a clause (a comma, a full stop, ...); the dot of an
+    abbreviation ("mfd.", "c.", "part no.") does not end one.
     """
     seen = 0
     for back in range(index - 1, -1, -1):
@@ -190,8 +206,9 @@ def _glued_to_code(text: str, token: _Token, before: _Token | None) -> bool:
     next_char = lower[token.end] if token.end < len(lower) else " "
     if prev_char == "#" or next_char.isalnum():
         return True
-    if next_char == "-" and not lower.startswith(("-buil", "-made", "-manu"), token.end):
-        return True
+    if next_char == "-":
+        glued = _WORD_AFTER.match(lower, token.end + 1)
+        return glued is None or not _is_made(glued.group(0))
     if prev_char.isalpha() or prev_char == "-":
         return before is None or before.kind != "word" or not _is_made(before.text)
     return False

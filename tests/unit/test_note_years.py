@@ -128,3 +128,18 @@ def test_bare_decades_need_a_word_saying_year() -> None:
     assert reading is not None and reading.year == 1985
     reading = read_manufacture_year("steel pump, '80s, good")
     assert reading is not None and reading.year == 1985
+
+
+@pytest.mark.parametrize(
+    ("text", "year"),
+    [
+        ("coil spring, manefactured 76, brass", 1976),  # a misspelled cue is still a cue
+        ("1993-buelt heat shield", 1993),
+        ("road test done, 1971; like new", 1971),  # "test" belongs to another clause
+        ("cond serviceable 2004", 2004),  # serviceable is a condition, not a service
+        ("rebilt 2014; built 2000s", 2005),
+    ],
+)
+def test_misspelled_cues_and_clauses(text: str, year: int) -> None:
+    reading = read_manufacture_year(text)
+    assert reading is not None and reading.year == year
