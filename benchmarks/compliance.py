@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import socket
 import tempfile
 import time
@@ -196,7 +197,7 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="pitstop-bench-compliance-"))
     cfg = bench_config(root, args.model_from)
-    report: dict[str, object] = {}
+    report: dict[str, object] = {"load_average_start": os.getloadavg()}
     if not args.skip_train:
         log.info("Training (production defaults, %d epochs)", args.epochs)
         report.update(bench_training(cfg, args.epochs, args.seed))
@@ -238,6 +239,7 @@ def main() -> None:
         finally:
             if handle is not None:
                 stop_broker(cfg, data_dir=handle.data_dir)
+    report["load_average_end"] = os.getloadavg()
     print(json.dumps(report, indent=2, default=_plain))
 
 
