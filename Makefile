@@ -10,8 +10,8 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 JARS_STAMP := $(HOME_DIR)/.jars-ready
 PYTEST_ARGS ?=
 
-.PHONY: help setup jar demo test test-unit test-component test-integration test-slow lint format \
-	broker-start broker-stop bench clean fixtures
+.PHONY: help setup browser jar demo test test-unit test-component test-integration test-slow lint \
+	format broker-start broker-stop bench clean fixtures
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -31,6 +31,20 @@ $(JARS_STAMP): $(STAMP) streaming/jars.py jvm/kafka-broker/pom.xml $(wildcard jv
 
 setup: $(STAMP) $(JARS_STAMP) ## virtualenv, Python packages, Spark and Kafka jars (once)
 
+# The browser tests drive Debian's chromium (never a browser download of Playwright's own).
+# Idempotent: nothing happens once /usr/bin/chromium exists; where apt cannot install it, the
+# browser tests skip and say why. Only the test targets need it, so `make demo` never waits.
+browser: ## Debian's chromium for the browser tests (apt-get, as root; skipped if impossible)
+	@if [ -x /usr/bin/chromium ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "chromium is missing and apt-get cannot run as root here: browser tests will skip." >&2; \
+		exit 0; \
+	fi; \
+	echo "Installing Debian's chromium for the browser tests (once)"; \
+	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends chromium fonts-liberation >/dev/null; } \
+		|| echo "apt-get could not install chromium: the browser tests will skip." >&2
+
 jar: $(STAMP) ## build the battery-state jar into dist/ (a library of a Databricks cluster)
 	@mkdir -p dist
 	$(BIN)/python -c "from streaming.jars import state_jar; import shutil; shutil.copy(state_jar('$(HOME_DIR)'), 'dist/pitstop-battery-state.jar')"
@@ -39,7 +53,7 @@ jar: $(STAMP) ## build the battery-state jar into dist/ (a library of a Databric
 demo: setup ## run the whole pipeline end to end on a simulated fleet and print the alerts
 	$(BIN)/pitstop demo
 
-test: setup ## run every test (starts its own Kafka broker)
+test: setup browser ## run every test (starts its own Kafka broker; chromium for the console)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: setup ## pure tests only
@@ -51,7 +65,7 @@ test-component: setup ## local Spark, Delta and MLflow tests
 test-slow: setup ## chaos and soak tests (minutes each): SIGKILL the job 5 times over 100k readings
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
-test-integration: setup ## tests against the real local broker
+test-integration: setup browser ## tests against the real local broker, and the browser tests
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff lint and format check

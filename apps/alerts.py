@@ -16,7 +16,7 @@ import pandas as pd
 
 from core.config import PitstopConfig
 from core.errors import PitstopError
-from core.lake import on_commit_conflict, open_table, read_table
+from core.lake import on_commit_conflict, open_table, read_table, sql_string
 
 Kind = Literal["battery", "compliance"]
 Format = Literal["table", "csv", "json"]
@@ -77,15 +77,21 @@ def query_alerts(
 
     The filters go to delta-rs, which skips the files that cannot match.
     """
-    frame = read_table(
-        cfg,
-        _TABLES[kind],
-        filters=alert_filters(kind, since, battery_id, car_id, include_closed) or None,
-    )
+    filters = alert_filters(kind, since, battery_id, car_id, include_closed)
+    if kind == "compliance" and not _has_lifecycle(cfg.storage.table(_TABLES[kind])):
+        # A table of an older version: every stored compliance alert is still open.
+        filters = [f for f in filters if f[0] != "status"]
+    frame = read_table(cfg, _TABLES[kind], filters=filters or None)
     if frame.empty:
         return frame
     order = ["alert_date", "battery_id"] if kind == "battery" else ["written_at", "note_id"]
     return frame.sort_values(order, ascending=[False, True]).reset_index(drop=True)
+
+
+def _has_lifecycle(location: str) -> bool:
+    """Whether the alert table at `location` has the status column (or does not exist)."""
+    table = open_table(location)
+    return table is None or "status" in {f.name for f in table.schema().fields}
 
 
 def alert_filters(
@@ -97,9 +103,9 @@ def alert_filters(
 ) -> list[tuple[str, str, Any]]:
     """The delta-rs filters (ANDed) that select the alerts `query_alerts` was asked for."""
     filters: list[tuple[str, str, Any]] = []
+    if not include_closed:
+        filters.append(("status", "=", "open"))
     if kind == "battery":
-        if not include_closed:
-            filters.append(("status", "=", "open"))
         if since is not None:
             filters.append(("alert_date", ">=", since))
         if battery_id is not None:
@@ -138,9 +144,18 @@ def _jsonable(row: dict) -> dict:
     return out
 
 
-def acknowledge_alert(cfg: PitstopConfig, alert_id: str, by: str | None = None) -> int:
-    """Close an open battery alert because an operator acknowledged it; returns rows changed.
+def acknowledge_alert(
+    cfg: PitstopConfig,
+    alert_id: str,
+    by: str | None = None,
+    why: str | None = None,
+    kind: Kind | None = None,
+) -> int:
+    """Close an open alert because an operator acknowledged it (who, why); returns rows
+    changed.
 
+    Battery and compliance alerts share the lifecycle (open -> acknowledged, who and why in
+    `close_reason`) and the id format; without `kind`, the table holding the id is found.
     Uses delta-rs (no JVM). A concurrent commit by the streaming job is retried; the job's
     own MERGE retries the same way, so neither loses the other's change.
     """
@@ -150,29 +165,55 @@ def acknowledge_alert(cfg: PitstopConfig, alert_id: str, by: str | None = None) 
         raise AlertsError(
             f"'{alert_id}' is not an alert id (16 hex characters, see --format json)."
         )
-    location = cfg.storage.table(_TABLES["battery"])
+    kinds: list[Kind] = [kind] if kind else ["battery", "compliance"]
+    found_table = False
+    for each in kinds:
+        try:
+            changed = _close_alert(cfg.storage.table(_TABLES[each]), alert_id, ack_reason(by, why))
+        except CommitFailedError:
+            raise AlertsError(
+                f"Could not acknowledge {alert_id}: the table kept changing; try again."
+            ) from None
+        if changed is None:
+            continue
+        found_table = True
+        if changed:
+            return changed
+    if not found_table:
+        location = cfg.storage.table(_TABLES[kinds[0]])
+        raise AlertsError(f"No {kinds[0]} alert table at {location} yet.")
+    return 0
+
+
+def ack_reason(by: str | None, why: str | None) -> str:
+    """The close reason of an acknowledged alert: `acknowledged[ by WHO][: WHY]`."""
     reason = "acknowledged" + (f" by {by}" if by else "")
+    return reason + (f": {why}" if why else "")
 
-    @on_commit_conflict
-    def close() -> int:
-        table = open_table(location)
-        if table is None:
-            raise AlertsError(f"No battery alert table at {location} yet.")
-        now = dt.datetime.now(dt.timezone.utc)
-        result = table.update(
-            predicate=f"alert_id = '{alert_id}' AND status = 'open'",
-            new_values={
-                "status": "acknowledged",
-                "close_reason": reason,
-                "closed_at": now,
-                "updated_at": now,
-            },
-        )
-        return int(result.get("num_updated_rows", 0))
 
-    try:
-        return close()
-    except CommitFailedError:
+@on_commit_conflict
+def _close_alert(location: str, alert_id: str, reason: str) -> int | None:
+    """Acknowledge the open alert `alert_id` in the table at `location`: rows changed, or
+    None when there is no such table."""
+    table = open_table(location)
+    if table is None:
+        return None
+    if "status" not in {f.name for f in table.schema().fields}:
         raise AlertsError(
-            f"Could not acknowledge {alert_id}: the table kept changing; try again."
-        ) from None
+            f"The alert table at {location} predates acknowledgement; start the stream job "
+            "once to upgrade it."
+        )
+    # SQL expressions, not `new_values`: delta-rs pastes a string value between quotes as it
+    # is, so an operator's "O'Brien" would break the statement. Timestamps go as
+    # microseconds since the epoch, as `new_values` sends them.
+    micros = str(int(dt.datetime.now(dt.timezone.utc).timestamp() * 1_000_000))
+    result = table.update(
+        predicate=f"alert_id = '{alert_id}' AND status = 'open'",
+        updates={
+            "status": "'acknowledged'",
+            "close_reason": sql_string(reason),
+            "closed_at": micros,
+            "updated_at": micros,
+        },
+    )
+    return int(result.get("num_updated_rows", 0))

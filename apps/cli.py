@@ -13,8 +13,20 @@ from typing import Annotated
 
 import typer
 
-from apps.commands import alerts, classify, demo, forecast, registry, serve, simulate, stream, train
+from apps.commands import (
+    alerts,
+    classify,
+    demo,
+    forecast,
+    monitor,
+    registry,
+    serve,
+    simulate,
+    stream,
+    train,
+)
 from apps.commands import broker as broker_commands
+from apps.commands import console as console_commands
 from apps.commands.common import err
 from core.config import ENV_NAME_VAR
 from core.errors import PitstopError
@@ -29,7 +41,9 @@ alerts_app = typer.Typer(
     invoke_without_command=True, help="Query alerts (battery or compliance) from Delta."
 )
 train_app = typer.Typer(no_args_is_help=True, help="Train forecast models and register them.")
-models_app = typer.Typer(no_args_is_help=True, help="Registered models: list, promote, roll back.")
+models_app = typer.Typer(
+    no_args_is_help=True, help="Registered models: list, promote, roll back, compare live."
+)
 
 
 @app.callback()
@@ -61,6 +75,7 @@ def _register() -> None:
     app.command("replay")(stream.replay)
     app.command("score")(stream.score)
     app.command("maintain")(stream.maintain)
+    app.command("monitor")(monitor.monitor)
     app.command("demo")(demo.demo)
     app.add_typer(train_app, name="train")
     train_app.callback()(train.train_group)
@@ -71,10 +86,12 @@ def _register() -> None:
     models_app.command("list")(registry.list_command)
     models_app.command("promote")(registry.promote_command)
     models_app.command("rollback")(registry.rollback_command)
+    models_app.command("compare")(registry.compare_command)
     app.command("simulate")(simulate.simulate)
     app.command("serve")(serve.serve_command)
     app.command("classify")(classify.classify_command)
     app.command("forecast")(forecast.forecast_command)
+    app.command("console")(console_commands.console_command)
 
 
 _register()

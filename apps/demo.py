@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,25 @@ def run_demo(
             _stop_job(cfg, job)
         if not was_running:
             stop_broker(cfg)
+
+
+CONSOLE_ADDRESS = "http://127.0.0.1:8501/"
+MLFLOW_UI_ADDRESS = "http://127.0.0.1:5000/"
+
+
+def next_steps(cfg: PitstopConfig) -> list[str]:
+    """How to look at what the demo left behind: the console and the MLflow UI, each with the
+    command that starts it (the demo itself leaves nothing running)."""
+    bin_dir = Path(sys.executable).parent
+    try:
+        bin_dir = Path(os.path.relpath(bin_dir))
+    except ValueError:  # another drive (Windows): keep it absolute
+        pass
+    return [
+        f"Console:   {bin_dir / 'pitstop'} console   then open {CONSOLE_ADDRESS}",
+        f"MLflow UI: {bin_dir / 'mlflow'} ui --backend-store-uri {cfg.mlflow.tracking_uri} "
+        f"--port 5000   then open {MLFLOW_UI_ADDRESS}",
+    ]
 
 
 def _ensure_model(cfg: PitstopConfig, console: Console) -> None:

@@ -19,6 +19,8 @@ ORDER = (
     "forecast_quality.py",
     "stream_benchmark.py",
     "sink_floor.py",
+    "state_scale.py",  # ~15 minutes
+    "console_render.py",
     "soak.py",  # 30 minutes
 )
 

@@ -14,6 +14,7 @@ on free ports, Delta tables), five measurements:
   5. --steps: the same at higher rates, each for --seconds: the highest rate held with
      p99 <= 10 s.
 Run: python benchmarks/stream_benchmark.py [--quick] [--seconds 300] [--steps 2000,3000,4000]
+     [--no-metrics] [--monitor]   (metrics' cost: with and without; the monitor beside the job)
 Writes .pitstop/bench/stream.json. State at scale and TTL: benchmarks/state_scale.py.
 """
 
@@ -40,6 +41,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from streamkit import (  # noqa: E402
     StageClock,
     bench_config,
+    free_port,
+    print_monitor,
     print_stages,
     produce,
     simulate_lines,
@@ -122,8 +125,9 @@ def backlog(spark, cfg: PitstopConfig, clock: StageClock, readings: int) -> dict
     """Catch up a full topic with availableNow and large micro-batches; readings/s."""
     from streaming import tables
     from streaming.battery.flow import build_job, start_battery_query
+    from streaming.metrics import start_metrics
 
-    job = build_job(spark, cfg)
+    job = build_job(spark, cfg, metrics=start_metrics(spark, cfg))
     clock.batches.clear()
     start = time.perf_counter()
     start_battery_query(spark, job, available_now=True).awaitTermination()
@@ -330,6 +334,8 @@ def print_table(results: dict[str, Any]) -> None:
         print(
             f"  codegen compilations per micro-batch: {live['codegen_compilations_per_batch']:.1f}"
         )
+        print(f"  metrics endpoint: {'on' if live.get('metrics_on') else 'off'}")
+        print_monitor(live.get("monitor"))
         print_stages(live["stages_s"])
     if "highest_rate_held" in results:
         held = results["highest_rate_held"]
@@ -346,6 +352,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="each sustained phase")
     parser.add_argument("--steps", default="", help="higher rates to hold, e.g. 2000,3000,4000")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument(
+        "--metrics",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="serve the job's Prometheus metrics (on by default, as in the job)",
+    )
+    parser.add_argument(
+        "--monitor", action="store_true", help="run the accuracy monitor beside the stream"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.batteries, args.days = min(args.batteries, 50), min(args.days, 200)
@@ -368,8 +383,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bootstrap = start_bench_broker(base, broker_dir, topics).bootstrap
         big = 10_000_000
+        # One metrics endpoint for the whole run (0: off, the "before" of the metrics' cost).
+        metrics_port = free_port() if args.metrics else 0
+        results["metrics_port"] = metrics_port
         backlog_cfg = bench_config(
-            root, bootstrap, "backlog", "bench-telemetry", max_offsets_per_trigger=big
+            root,
+            bootstrap,
+            "backlog",
+            "bench-telemetry",
+            max_offsets_per_trigger=big,
+            metrics_port=metrics_port,
         )
         log.info("training the champion LSTM")
         uri = train_champion(backlog_cfg)
@@ -396,7 +419,12 @@ def main(argv: list[str] | None = None) -> int:
         clock.install()
         log.info("warm-up stream (%d readings)", WARMUP_READINGS)
         warm_cfg = bench_config(
-            root, bootstrap, "warmup", "bench-warmup", max_offsets_per_trigger=big
+            root,
+            bootstrap,
+            "warmup",
+            "bench-warmup",
+            max_offsets_per_trigger=big,
+            metrics_port=metrics_port,
         )
         produce(bootstrap, warm_cfg.kafka.topics.telemetry, lines[:WARMUP_READINGS])
         results["warmup_s"] = backlog(spark, warm_cfg, clock, WARMUP_READINGS)["seconds"]
@@ -420,9 +448,19 @@ def main(argv: list[str] | None = None) -> int:
         for rate in [args.rate, *steps]:
             log.info("sustained phase at %.0f readings/s", rate)
             live_cfg = bench_config(
-                root, bootstrap, f"live-{int(rate)}", f"bench-live-{int(rate)}", trigger_seconds=1.0
+                root,
+                bootstrap,
+                f"live-{int(rate)}",
+                f"bench-live-{int(rate)}",
+                trigger_seconds=1.0,
+                metrics_port=metrics_port,
             )
-            phase = sustained(spark, live_cfg, clock, live_lines, rate, args.seconds)
+            live_cfg = live_cfg.model_copy(
+                update={"monitor": live_cfg.monitor.model_copy(update={"trigger_seconds": 5.0})}
+            )
+            phase = sustained(
+                spark, live_cfg, clock, live_lines, rate, args.seconds, monitor=args.monitor
+            )
             if rate == args.rate:
                 results["sustained"] = phase
             else:

@@ -209,21 +209,30 @@ def sustained(
     lines: list[bytes],
     rate: float,
     seconds: float,
+    monitor: bool = False,
 ) -> dict[str, Any]:
     """Event-to-alert latency at `rate` readings/s for `seconds`: from a reading's Kafka
     timestamp to the end of the micro-batch that stored, scored and alerted on it (every sink
-    committed). The first micro-batch (worker start-up, seeding) counts too."""
+    committed). The first micro-batch (worker start-up, seeding) counts too. With `monitor`,
+    the forecast accuracy monitor runs beside the stream in the same session (its cost per
+    micro-batch is reported); with `stream.metrics_port` set, the job's metrics are on."""
     from pyspark.sql import functions as F
 
     from apps.demo import end_offsets
     from streaming import tables
     from streaming.battery.flow import build_job, start_battery_query
+    from streaming.metrics import start_metrics
     from streaming.progress import caught_up
 
-    job = build_job(spark, cfg)
+    job = build_job(spark, cfg, metrics=start_metrics(spark, cfg))
     clock.batches.clear()
     compiled_before = codegen_compilations(spark)
     query = start_battery_query(spark, job, available_now=False)
+    watcher = None
+    if monitor:
+        from streaming.monitor.flow import build_monitor_job, start_monitor_query
+
+        watcher = start_monitor_query(spark, build_monitor_job(spark, cfg))
     wanted = lines[: int(rate * seconds)]
     stop = threading.Event()
     producer = threading.Thread(
@@ -245,6 +254,7 @@ def sustained(
         time.sleep(0.5)
     drain_s = time.perf_counter() - started - produce_s
     query.stop()
+    monitored = monitor_cost(spark, cfg, watcher) if watcher is not None else None
     compiled = codegen_compilations(spark) - compiled_before
     read = lambda name: spark.read.format("delta").load(job.paths[name])  # noqa: E731
     stored = read(tables.TELEMETRY).select(
@@ -271,7 +281,36 @@ def sustained(
         "max_s": float(latency.max()) if latency.size else None,
         "stages_s": clock.summary(skip_first=True),
         "first_batch_s": clock.batches[0]["total"] if clock.batches else None,
+        "metrics_on": bool(cfg.stream.metrics_port),
+        "monitor": monitored,
     }
+
+
+def monitor_cost(spark, cfg: PitstopConfig, query) -> dict[str, Any]:
+    """The monitor's micro-batches while the stream ran: seconds each, readings, pairs."""
+    from streaming import tables
+
+    progress = [p for p in query.recentProgress if p.numInputRows]
+    query.stop()
+    durations = [p.durationMs["triggerExecution"] / 1000 for p in progress]
+    pairs = spark.read.format("delta").load(cfg.storage.table(tables.FORECAST_ACCURACY)).count()
+    return {
+        "micro_batches": len(progress),
+        "readings": int(sum(p.numInputRows for p in progress)),
+        "accuracy_rows": pairs,
+        "batch_p50_s": float(np.median(durations)) if durations else None,
+        "batch_max_s": float(max(durations)) if durations else None,
+        "batch_s": durations,
+    }
+
+
+def print_monitor(cost: dict[str, Any] | None) -> None:
+    if cost:
+        print(
+            f"  monitor beside it: {cost['micro_batches']} micro-batches, "
+            f"{cost['readings']} readings -> {cost['accuracy_rows']} accuracy rows, "
+            f"p50 {cost['batch_p50_s']:.2f} s, max {cost['batch_max_s']:.2f} s per micro-batch"
+        )
 
 
 def print_stages(stages: dict[str, float]) -> None:

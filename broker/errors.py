@@ -26,6 +26,7 @@ def last_error_line(output: str) -> str:
 
 
 def tail(path: Path, size: int = 8192) -> str:
+    """The last `size` bytes of a log file as text (empty when there is none)."""
     try:
         with open(path, "rb") as handle:
             handle.seek(max(0, path.stat().st_size - size))

@@ -56,6 +56,7 @@ class BrokerFiles:
 
 
 def resolve_data_dir(cfg: PitstopConfig, data_dir: Path | None) -> Path:
+    """`data_dir`, else the project's `<home>/broker`, as an absolute path."""
     return (Path(data_dir) if data_dir is not None else Path(cfg.home) / "broker").resolve()
 
 

@@ -115,6 +115,7 @@ def class_archive_options(lib: Path, layout: BrokerFiles, *, record: bool = True
 
 
 def adopt_class_archive(layout: BrokerFiles, lib: Path, *, complete: bool) -> None:
+    """Keep the class archive a cleanly stopped broker wrote beside the jars; drop a partial."""
     pending = layout.pending_archive
     if not pending.is_file():
         return

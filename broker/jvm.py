@@ -218,6 +218,8 @@ def _launch(java: str, lib: Path, layout: BrokerFiles) -> subprocess.Popen[bytes
 
 
 def exit_check(pid: int, layout: BrokerFiles) -> Callable[[], None]:
+    """A check that raises BrokerError, with the log's telling line, once the broker has exited."""
+
     def check() -> None:
         child = _CHILDREN.get(pid)
         code = child.poll() if child is not None else None

@@ -94,6 +94,7 @@ def recreate_topics(bootstrap: str, topics: Mapping[str, int], timeout_s: float 
 
 
 def admin_client(bootstrap: str, config: Mapping[str, str] | None = None) -> AdminClient:
+    """An admin client for `bootstrap` whose own log lines go to DEBUG."""
     settings: dict[str, object] = {
         "bootstrap.servers": bootstrap,
         "logger": DebugLog("broker.librdkafka"),
@@ -105,6 +106,7 @@ def admin_client(bootstrap: str, config: Mapping[str, str] | None = None) -> Adm
 
 
 def answers(admin: AdminClient, deadline: float) -> bool:
+    """True once the cluster answers a metadata request (waiting at most until `deadline`)."""
     try:
         metadata = admin.list_topics(timeout=max(0.5, min(2.0, _remaining(deadline))))
     except KafkaException:

@@ -141,6 +141,9 @@ class StreamConfig(_Strict):
     # A battery with no new reading for this long leaves the stream's state (its history,
     # and so its next reading counts as the first of a battery new to the stream).
     state_ttl_days: float = Field(90, gt=0)
+    # Prometheus metrics of the job at http://metrics_host:metrics_port/metrics (0: off).
+    metrics_port: int = Field(9464, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
 
 
 class ForecastConfig(_Strict):
@@ -150,6 +153,24 @@ class ForecastConfig(_Strict):
     alert_margin_days: int = Field(3, ge=0)
     model: str = "battery-cycles-rnn"
     shadow_models: list[str] = Field(default_factory=list)
+
+
+class MonitorConfig(_Strict):
+    """Forecast accuracy monitoring (`pitstop monitor`) and the champion's health check."""
+
+    query_name: str = "forecast-accuracy"
+    trigger_seconds: float = Field(30.0, gt=0)
+    with_stream: bool = False  # also run the monitor query inside the streaming job
+    # Wait at most this long for the forecasts of a reading stored moments ago (the stream
+    # commits a batch's telemetry and forecasts side by side).
+    wait_seconds: float = Field(30.0, ge=0)
+    window_days: int = Field(7, ge=1)  # live NRMSE and MAE pool this many days of targets
+    min_pairs: int = Field(100, ge=1)  # a day's window counts with at least this many pairs
+    # The champion is degraded when its live NRMSE exceeds its holdout NRMSE by this fraction
+    # (0.25: 25% worse) on `days` consecutive days.
+    margin: float = Field(0.25, ge=0)
+    days: int = Field(3, ge=1)
+    retrain: bool = False  # then start `pitstop train rnn --data <lake telemetry>`
 
 
 class ModelNames(_Strict):
@@ -200,6 +221,7 @@ class PitstopConfig(BaseSettings):
     forecast: ForecastConfig = ForecastConfig()
     mlflow: MlflowConfig
     simulator: SimulatorConfig = SimulatorConfig()
+    monitor: MonitorConfig = MonitorConfig()
 
     @model_validator(mode="before")
     @classmethod

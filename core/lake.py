@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pyarrow.lib import ArrowNotImplementedError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from core.config import PitstopConfig
 from core.errors import PitstopError
 
-# delta-rs's disjunctive normal form: [(column, op, value), ...] ANDed, or a list of such
-# lists ORed; op is one of =, !=, <, <=, >, >=, in, not in.
-Filters = list[tuple[str, str, Any]] | list[list[tuple[str, str, Any]]]
+# [(column, op, value), ...], ANDed; op is one of =, !=, <, <=, >, >=.
+Filters = list[tuple[str, str, Any]]
 
 
 class LakeError(PitstopError):
@@ -60,6 +60,57 @@ def open_table(location: str, storage_options: dict[str, str] | None = None) -> 
         raise LakeError(f"{location} exists but is not a Delta table.") from None
 
 
+def sql_string(value: str) -> str:
+    """`value` as a SQL string literal for delta-rs predicates and updates (quotes doubled):
+    delta-rs's own `new_values` pastes strings between quotes as they are."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def filter_expression(table: Any, filters: Filters) -> Any:
+    """`filters` (delta-rs's DNF) as a pyarrow expression over `table`'s dataset.
+
+    String columns are compared as plain strings: files that delta-rs's own MERGE and UPDATE
+    wrote store them as string views, which pyarrow cannot compare with a string literal
+    ("no kernel matching input types (string, string_view)") once a file's statistics do not
+    settle the comparison. Other columns keep their type, so their statistics still prune.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    schema = table.to_pyarrow_dataset().schema
+    groups = filters if filters and isinstance(filters[0], list) else [filters]
+    expression = None
+    for group in groups:
+        conjunction = None
+        for column, op, value in group:
+            term = _comparison(pc, pa, schema.field(column), op, value)
+            conjunction = term if conjunction is None else conjunction & term
+        if conjunction is not None:
+            expression = conjunction if expression is None else expression | conjunction
+    return expression
+
+
+def _comparison(pc: Any, pa: Any, field: Any, op: str, value: Any) -> Any:
+    textual = pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
+    column = pc.field(field.name).cast(pa.string()) if textual else pc.field(field.name)
+    if op in ("in", "not in"):
+        values = pa.array(list(value), type=pa.string() if textual else field.type)
+        member = column.isin(values)
+        return member if op == "in" else ~member
+    scalar = pa.scalar(value, type=pa.string() if textual else field.type)
+    comparisons = {
+        "=": column == scalar,
+        "!=": column != scalar,
+        "<": column < scalar,
+        "<=": column <= scalar,
+        ">": column > scalar,
+        ">=": column >= scalar,
+    }
+    if op not in comparisons:
+        raise LakeError(f"Unknown filter operator {op!r}.")
+    return comparisons[op]
+
+
 def read_table(
     cfg: PitstopConfig,
     name: str,
@@ -74,7 +125,20 @@ def read_table(
     table = open_table(cfg.storage.table(name))
     if table is None:
         return pd.DataFrame()
-    return table.to_pandas(columns=list(columns) if columns is not None else None, filters=filters)
+    return read_filtered(table, list(columns) if columns is not None else None, filters)
+
+
+def read_filtered(table: Any, columns: list[str] | None, filters: Filters | None) -> pd.DataFrame:
+    """`columns` of the rows of a delta-rs table matching `filters`.
+
+    delta-rs 1.6 writes the string columns an UPDATE or a MERGE's update sets as Arrow string
+    views, and pyarrow cannot compare such a file's column with the filter's string: then
+    the filter is read again comparing string columns as strings (`filter_expression`).
+    """
+    try:
+        return table.to_pandas(columns=columns, filters=filters or None)
+    except ArrowNotImplementedError:
+        return table.to_pandas(columns=columns, filters=filter_expression(table, filters))
 
 
 def count_rows(cfg: PitstopConfig, name: str) -> int:

@@ -21,6 +21,7 @@ if __package__ in (None, ""):  # executed as a file by spark-submit
 
 from core.config import ConfigError, PitstopConfig, load_config  # noqa: E402
 from streaming.battery.flow import build_job, start_battery_query  # noqa: E402
+from streaming.metrics import start_metrics  # noqa: E402
 from streaming.model_refs import ModelUnavailableError  # noqa: E402
 from streaming.session import build_spark_session  # noqa: E402
 
@@ -30,17 +31,23 @@ STOP_FILE = "STOP"
 
 
 def start_queries(spark: SparkSession, cfg: PitstopConfig, available_now: bool = False) -> list:
-    """The battery query, and the notes query when enabled and a compliance model exists."""
-    queries = [start_battery_query(spark, build_job(spark, cfg), available_now)]
+    """The battery query, the notes query when enabled and a compliance model exists, and the
+    forecast accuracy monitor when `monitor.with_stream`; metrics served when configured."""
+    metrics = start_metrics(spark, cfg)
+    queries = [start_battery_query(spark, build_job(spark, cfg, metrics=metrics), available_now)]
     if cfg.stream.score_notes:
         from streaming.notes.flow import build_notes_job, start_notes_query
 
         try:
-            notes_job = build_notes_job(spark, cfg)
+            notes_job = build_notes_job(spark, cfg, metrics=metrics)
         except ModelUnavailableError as exc:
             log.warning("Not scoring component notes: %s", exc)
         else:
             queries.append(start_notes_query(spark, notes_job, available_now))
+    if cfg.monitor.with_stream:
+        from streaming.monitor.flow import build_monitor_job, start_monitor_query
+
+        queries.append(start_monitor_query(spark, build_monitor_job(spark, cfg), available_now))
     return queries
 
 

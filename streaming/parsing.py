@@ -7,11 +7,12 @@ from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
+from core.reasons import CATEGORIES, OTHER, REASON_CATEGORIES
 from core.validation import Checked
 from streaming.worker_heap import freeze_long_lived
 
@@ -30,6 +31,7 @@ ENVELOPE_FIELDS = [
 ]
 
 _ENVELOPE = tuple(f.name for f in ENVELOPE_FIELDS)
+QUARANTINED_PREFIX = "quarantined_"
 
 
 def parse_messages(
@@ -108,3 +110,30 @@ def quarantine_rows(parsed: DataFrame) -> DataFrame:
         "offset",
         "kafka_timestamp",
     )
+
+
+def reason_category(reason: Column) -> Column:
+    """The category (`core.reasons`) of a quarantine reason column, as Spark computes it."""
+    category = F.lit(OTHER)
+    for name, pattern in reversed(REASON_CATEGORIES):
+        category = F.when(reason.rlike(pattern), F.lit(name)).otherwise(category)
+    return category
+
+
+def quarantine_counts(rejected: Column, reason: Column) -> list[Column]:
+    """Observed per micro-batch: rejected messages per reason category, `quarantined_<name>`
+    (aggregates for `DataFrame.observe`, so the metrics cost no Spark action)."""
+    category = reason_category(reason)
+    return [
+        F.count_if(rejected & (category == name)).alias(f"{QUARANTINED_PREFIX}{name}")
+        for name in CATEGORIES
+    ]
+
+
+def quarantined_by_category(counts: dict[str, object]) -> dict[str, int]:
+    """category -> messages, from the observed counts of `quarantine_counts` (zeros left out)."""
+    return {
+        key.removeprefix(QUARANTINED_PREFIX): int(value)
+        for key, value in counts.items()
+        if key.startswith(QUARANTINED_PREFIX) and value
+    }

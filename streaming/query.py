@@ -20,6 +20,7 @@ from pyspark.sql.streaming import StreamingQuery
 from core.config import PitstopConfig
 from streaming import checkpoints, tables
 from streaming.delta_appends import AppendLedger
+from streaming.metrics import StreamMetrics
 from streaming.model_refs import RegistryTarget
 
 
@@ -33,6 +34,8 @@ class FlowContext:
     target: RegistryTarget
     ledger: AppendLedger
     loads: Accumulator | None = None
+    # The job's Prometheus metrics (streaming.metrics), fed from each batch's observed counts.
+    metrics: StreamMetrics | None = None
     # The query's checkpoint (set when the query starts; None for one batch outside a query).
     checkpoint: str | None = None
     _query_id: str | None = field(default=None, repr=False)
@@ -84,7 +87,11 @@ def mlflow_client(cfg: PitstopConfig) -> Any:
 
 
 def build_context(
-    spark: SparkSession, cfg: PitstopConfig, query_name: str, count_loads: bool = False
+    spark: SparkSession,
+    cfg: PitstopConfig,
+    query_name: str,
+    count_loads: bool = False,
+    metrics: StreamMetrics | None = None,
 ) -> FlowContext:
     """Create the tables (MERGE always has a target) and the context of one query run."""
     return FlowContext(
@@ -94,6 +101,7 @@ def build_context(
         target=RegistryTarget(cfg.mlflow.tracking_uri, cfg.mlflow.registry_uri),
         ledger=AppendLedger(spark),
         loads=spark.sparkContext.accumulator(0) if count_loads else None,
+        metrics=metrics,
     )
 
 
@@ -119,11 +127,17 @@ def start_query(
     return writer.start()
 
 
-def materialise(frame: DataFrame, counts: list[Column]) -> tuple[DataFrame, dict[str, int]]:
-    """`frame` computed once (a local checkpoint: lineage cut) and `counts` observed on the way."""
+def materialise(frame: DataFrame, counts: list[Column]) -> tuple[DataFrame, dict[str, Any]]:
+    """`frame` computed once (a local checkpoint: lineage cut) and `counts` observed on the way.
+
+    Counts are ints (0 for none); other aggregates (a histogram, a date) keep their value.
+    """
     observation = Observation("batch")
     computed = frame.observe(observation, *counts).localCheckpoint(eager=True)
-    return computed, {k: int(v or 0) for k, v in observation.get.items()}
+    return computed, {
+        k: int(v or 0) if v is None or isinstance(v, (int, float)) else v
+        for k, v in observation.get.items()
+    }
 
 
 def run_side_by_side(spark: SparkSession, tasks: list[Callable[[], object]]) -> None:

@@ -6,6 +6,8 @@ empty table instead of a missing path.
 
 from __future__ import annotations
 
+import logging
+
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
@@ -13,11 +15,15 @@ from pyspark.sql import types as T
 from core.config import PitstopConfig
 from core.contract import TELEMETRY_FIELDS
 
+log = logging.getLogger(__name__)
+
 TELEMETRY = "telemetry"
 QUARANTINE = "quarantine"
 FORECASTS = "battery_forecasts"
 ALERTS = "battery_alerts"
 COMPLIANCE_ALERTS = "compliance_alerts"
+FORECAST_ACCURACY = "forecast_accuracy"
+MODEL_HEALTH = "model_health"
 
 _SPARK_TYPES = {
     "string": T.StringType(),
@@ -109,6 +115,54 @@ COMPLIANCE_ALERT_SCHEMA = T.StructType(
         T.StructField("model_name", T.StringType()),
         T.StructField("model_version", T.StringType()),
         T.StructField("created_at", T.TimestampType()),
+        # The lifecycle battery alerts have (added to older tables by `ensure_tables`):
+        # an id (sha256 of car_id|note_id, 16 hex), open -> acknowledged, the outbox mark.
+        T.StructField("alert_id", T.StringType()),
+        T.StructField("status", T.StringType()),
+        T.StructField("updated_at", T.TimestampType()),
+        T.StructField("closed_at", T.TimestampType()),
+        T.StructField("close_reason", T.StringType()),
+        T.StructField("published_at", T.TimestampType()),
+    ]
+)
+
+# One row per (forecast, day it covered) once that day's reading arrived (`pitstop monitor`).
+FORECAST_ACCURACY_SCHEMA = T.StructType(
+    [
+        T.StructField("model_name", T.StringType()),
+        T.StructField("model_version", T.StringType()),
+        T.StructField("model_role", T.StringType()),  # champion | shadow
+        T.StructField("battery_id", T.StringType()),
+        T.StructField("forecast_date", T.DateType()),  # the reading the forecast was made from
+        T.StructField("horizon_day", T.IntegerType()),  # 1..horizon
+        T.StructField("target_date", T.DateType()),
+        T.StructField("forecast", T.DoubleType()),
+        T.StructField("actual", T.DoubleType()),
+        T.StructField("error", T.DoubleType()),  # forecast - actual
+        T.StructField("computed_at", T.TimestampType()),
+        T.StructField("monitor_batch", T.LongType()),
+    ]
+)
+
+# The champion's live accuracy against its offline holdout, one row per monitor check.
+MODEL_HEALTH_SCHEMA = T.StructType(
+    [
+        T.StructField("checked_at", T.TimestampType()),
+        T.StructField("model_name", T.StringType()),
+        T.StructField("model_version", T.StringType()),
+        T.StructField("model_role", T.StringType()),
+        T.StructField("day", T.DateType()),  # the latest target day the live window ends on
+        T.StructField("live_nrmse", T.DoubleType()),
+        T.StructField("live_mae", T.DoubleType()),
+        T.StructField("pairs", T.LongType()),
+        T.StructField("holdout_nrmse", T.DoubleType()),
+        T.StructField("threshold", T.DoubleType()),  # holdout x (1 + monitor.margin)
+        T.StructField("days_over", T.IntegerType()),  # consecutive days above the threshold
+        T.StructField("status", T.StringType()),  # ok | degraded | unknown
+        T.StructField("drift_psi", T.DoubleType()),  # daily cycles vs the training data
+        T.StructField("drift_ks", T.DoubleType()),
+        T.StructField("retraining", T.StringType()),  # what was started, if anything
+        T.StructField("monitor_batch", T.LongType()),
     ]
 )
 
@@ -128,7 +182,15 @@ TABLE_PROPERTIES: dict[str, dict[str, str]] = {
         "delta.dataSkippingStatsColumns": "alert_id,battery_id,car_id,status,alert_date",
         **_COMMON,
     },
-    COMPLIANCE_ALERTS: {"delta.dataSkippingStatsColumns": "car_id,note_id,written_at", **_COMMON},
+    COMPLIANCE_ALERTS: {
+        "delta.dataSkippingStatsColumns": "car_id,note_id,written_at,alert_id,status",
+        **_COMMON,
+    },
+    FORECAST_ACCURACY: {
+        "delta.dataSkippingStatsColumns": "model_name,model_version,battery_id,target_date",
+        **_COMMON,
+    },
+    MODEL_HEALTH: {"delta.dataSkippingStatsColumns": "checked_at,model_name", **_COMMON},
 }
 
 SCHEMAS: dict[str, T.StructType] = {
@@ -137,19 +199,35 @@ SCHEMAS: dict[str, T.StructType] = {
     FORECASTS: FORECAST_SCHEMA,
     ALERTS: ALERT_SCHEMA,
     COMPLIANCE_ALERTS: COMPLIANCE_ALERT_SCHEMA,
+    FORECAST_ACCURACY: FORECAST_ACCURACY_SCHEMA,
+    MODEL_HEALTH: MODEL_HEALTH_SCHEMA,
+}
+
+# Run once on an existing table right after `ensure_tables` added these columns to it.
+_BACKFILL = {
+    (COMPLIANCE_ALERTS, "status"): (
+        "UPDATE delta.`{path}` SET status = 'open', updated_at = created_at, "
+        "alert_id = substr(sha2(concat(car_id, '|', note_id), 256), 1, 16) "
+        "WHERE status IS NULL"
+    ),
 }
 
 
 def ensure_tables(spark: SparkSession, cfg: PitstopConfig) -> dict[str, str]:
     """Create any missing Pitstop table at its configured location, with its properties
-    (set on an older table too); return name -> path."""
+    (set on an older table too), and add the columns an older table lacks (Delta schema
+    evolution, then a backfill where one is due); return name -> path."""
     paths = {}
     for name, schema in SCHEMAS.items():
         path = cfg.storage.table(name)
-        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
-        for key, value in TABLE_PROPERTIES[name].items():
-            builder = builder.property(key, value)
-        table = builder.execute()
+        if DeltaTable.isDeltaTable(spark, path):
+            table = DeltaTable.forPath(spark, path)
+            _add_missing_columns(spark, name, path, table, schema)
+        else:
+            builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+            for key, value in TABLE_PROPERTIES[name].items():
+                builder = builder.property(key, value)
+            table = builder.execute()
         stored = table.detail().select("properties").first().properties
         missing = {k: v for k, v in TABLE_PROPERTIES[name].items() if stored.get(k) != v}
         if missing:
@@ -157,3 +235,20 @@ def ensure_tables(spark: SparkSession, cfg: PitstopConfig) -> dict[str, str]:
             spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({settings})")
         paths[name] = path
     return paths
+
+
+def _add_missing_columns(
+    spark: SparkSession, name: str, path: str, table: DeltaTable, schema: T.StructType
+) -> None:
+    """Add the columns of `schema` that the stored table lacks (older Pitstop versions)."""
+    stored = set(table.toDF().columns)
+    missing = [f for f in schema.fields if f.name not in stored]
+    if not missing:
+        return
+    columns = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in missing)
+    spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
+    log.warning("Added column(s) %s to %s", ", ".join(f.name for f in missing), path)
+    for field in missing:
+        statement = _BACKFILL.get((name, field.name))
+        if statement:
+            spark.sql(statement.format(path=path))

@@ -61,3 +61,28 @@ def trained_config(tmp_path_factory: pytest.TempPathFactory) -> PitstopConfig:
     readings = simulated_readings(batteries=40, days=200, seed=3)
     train_rnn(cfg, readings, epochs=2, max_windows=2000, time_budget_s=30, seed=0)
     return cfg
+
+
+@pytest.fixture(scope="session")
+def console_lake(spark, trained_config: PitstopConfig, tmp_path_factory) -> PitstopConfig:
+    """A lake for the console's tests, written by the stream's own code: the small fixture
+    fleet replayed through the battery flow with `trained_config`'s champion (and a
+    quarantined `<script>` payload), the accuracy monitor run over it, compliance alerts
+    appended with Spark and a few more open alerts through the stream's alert MERGE."""
+    from streaming.replay import run_replay
+    from tests.console_fixtures import (
+        SCRIPT_PAYLOAD,
+        add_compliance_and_accuracy,
+        add_open_alerts,
+    )
+
+    fixtures = Path(__file__).resolve().parent / "fixtures"
+    folder = tmp_path_factory.mktemp("console-lake")
+    recording = folder / "battery-telemetry.jsonl"
+    lines = (fixtures / "small-fleet" / "battery-telemetry.jsonl").read_text(encoding="utf-8")
+    recording.write_text(lines + SCRIPT_PAYLOAD + "\n" + '{"schema_version": 1}\n', "utf-8")
+    # Scored by the registry's champion, so forecasts, accuracy and health name its version.
+    replayed = run_replay(spark, trained_config, recording, folder / "out")
+    add_compliance_and_accuracy(spark, replayed)
+    add_open_alerts(replayed, ["B000005", "B000007", "B000010", "B000012"])
+    return replayed

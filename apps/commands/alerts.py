@@ -52,11 +52,15 @@ def list_alerts(
 def ack(
     alert_id: Annotated[str, typer.Argument(help="the alert's id (alert_id column)")],
     by: Annotated[str | None, typer.Option(help="who acknowledged it")] = None,
+    why: Annotated[str | None, typer.Option(help="why (kept in the alert's close reason)")] = None,
+    kind: Annotated[
+        AlertKind | None, typer.Option(help="battery or compliance [default: either]")
+    ] = None,
 ) -> None:
-    """Close an open battery alert: an operator has dealt with it."""
+    """Close an open battery or compliance alert: an operator has dealt with it."""
     from apps.alerts import AlertsError, acknowledge_alert
 
-    if not acknowledge_alert(config(), alert_id, by):
+    if not acknowledge_alert(config(), alert_id, by, why, kind=kind.value if kind else None):
         raise AlertsError(f"No open alert with id {alert_id}.")
     console.print(f"Alert {alert_id} acknowledged")
 

@@ -15,8 +15,11 @@ def demo(
     days: Annotated[int | None, typer.Option(min=1, help="days simulated")] = None,
 ) -> None:
     """Broker, model, streaming job and simulator end to end; print the alerts; shut down."""
-    from apps.demo import run_demo
+    from apps.demo import next_steps, run_demo
 
-    summary = run_demo(config(), batteries=batteries, days=days, console=console)
+    cfg = config()
+    summary = run_demo(cfg, batteries=batteries, days=days, console=console)
     print_alerts(summary.alerts, "battery", "table")
     console.print(summary.line())
+    for line in next_steps(cfg):
+        console.print(line, highlight=False, soft_wrap=True)

@@ -83,3 +83,43 @@ def rollback_command(
     alias = alias or cfg.mlflow.alias
     version = rollback(name, alias)
     console.print(f"{name}: {alias} rolled back to version {version}.")
+
+
+@one_sentence_errors
+def compare_command(
+    days: Annotated[int, typer.Option(help="target days the comparison covers")] = 14,
+    promote_if_better: Annotated[
+        bool,
+        typer.Option(
+            "--promote-if-better", help="move the alias to a challenger that beats the champion"
+        ),
+    ] = False,
+    min_pairs: Annotated[
+        int, typer.Option(help="shared forecast-actual pairs a challenger needs to be promoted")
+    ] = 1000,
+) -> None:
+    """Live accuracy of the champion and each shadow model side by side (forecast_accuracy)."""
+    from models.reporting.live_compare import compare_champion
+
+    cfg = _configured()
+    result = compare_champion(cfg, days=days, min_pairs=min_pairs, promote_better=promote_if_better)
+    if result.scores.empty:
+        console.print("No forecast accuracy rows yet; run `pitstop monitor` while the stream runs.")
+    else:
+        table = Table(box=box.SIMPLE_HEAD, title=f"live accuracy, last {days} target days")
+        for column in ("model", "version", "role", "pairs", "NRMSE", "MAE", "target days"):
+            table.add_column(
+                column, justify="right" if column in ("pairs", "NRMSE", "MAE") else "left"
+            )
+        for row in result.scores.itertuples(index=False):
+            table.add_row(
+                row.model_name,
+                str(row.model_version),
+                row.model_role,
+                f"{row.pairs:,}",
+                f"{row.nrmse:.4f}",
+                f"{row.mae:.4f}",
+                f"{row.first_day}..{row.last_day}",
+            )
+        console.print(table)
+    console.print(f"{result.decision}: {result.reason} (MLflow run {result.run_id})")

@@ -40,6 +40,7 @@ from models.reporting.automl_plots import (
     predicted_vs_true_figure,
     residuals_figure,
 )
+from models.reporting.live_metrics import daily_cycles_profile
 from models.training.template import TrainingPlan, run_training
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ class _SweepJob:
             score_champion=self.score_champion,
             version_tags={"model_kind": "automl", "data_source": settings.data_source[:200]},
             document=self.document,
+            inputs_profile=daily_cycles_profile(self.frame),
         )
 
     def fit(self) -> SweepResult:

@@ -31,6 +31,7 @@ from models.forecasting.lstm_windows import LstmSpec, encode_windows
 from models.forecasting.metrics import evaluate_holdout
 from models.forecasting.pyfunc import load_forecaster, log_lstm_model
 from models.registry import configure_mlflow, has_alias, resolve_alias
+from models.reporting.live_metrics import daily_cycles_profile
 from models.reporting.model_card import document_forecaster
 from models.reporting.training_plots import lstm_loss_figure
 from models.training.template import TrainingPlan, run_training
@@ -152,6 +153,7 @@ class _LstmJob:
             score_champion=self.score_champion,
             version_tags={"model_kind": "lstm", "data_source": self.data_source[:200]},
             document=self.document,
+            inputs_profile=daily_cycles_profile(self.train),
         )
 
     def params(self) -> dict[str, Any]:

@@ -55,6 +55,9 @@ class TrainingPlan(Generic[Fitted]):
     version_tags: dict[str, str] = field(default_factory=dict)
     # After registering: (fitted, version, run_id, metrics); a model card, say.
     document: Callable[[Fitted, str, str, dict[str, float]], None] | None = None
+    # Metrics describing the training inputs, logged with the run (a forecaster's daily
+    # cycles quantiles: what `pitstop monitor` measures live input drift against).
+    inputs_profile: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ def run_training(
         run_id = run.info.run_id
         mlflow.set_tag("pitstop.model_kind", plan.kind)
         mlflow.log_params(plan.params)
+        if plan.inputs_profile:
+            mlflow.log_metrics(plan.inputs_profile)
         fitted = plan.fit()
         metrics = plan.evaluate(fitted)
         mlflow.log_metrics(metrics)

@@ -15,9 +15,10 @@ import logging
 
 import pandas as pd
 import pyarrow as pa
+from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from core.lake import on_commit_conflict
+from core.lake import on_commit_conflict, sql_string
 from streaming.battery.alerts import (
     ALERT_COLUMNS,
     INSERT,
@@ -34,12 +35,19 @@ _SOURCE = pa.schema([*_ARROW, pa.field("_op", pa.string())])
 
 
 class AlertTable:
-    """One job's handle on `battery_alerts`, kept warm between micro-batches."""
+    """One job's handle on an alert table, kept warm between micro-batches: `battery_alerts`
+    by default, or `compliance_alerts` (its schema given) -- both are outboxes to the car."""
 
-    def __init__(self, location: str, storage_options: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        location: str,
+        storage_options: dict[str, str] | None = None,
+        schema: T.StructType = ALERT_SCHEMA,
+    ) -> None:
         self.location = location
         self._options = storage_options
         self._table = None
+        self._arrow = to_arrow_schema(schema, timezone="UTC")
 
     def _fresh(self):
         from deltalake import DeltaTable
@@ -56,14 +64,14 @@ class AlertTable:
         return -1 if version is None else int(version)
 
     def rows(self, where: str = "TRUE") -> pd.DataFrame:
-        """Stored alerts matching the SQL condition `where`, ALERT_COLUMNS."""
+        """Stored alerts matching the SQL condition `where`, in the table schema's columns."""
         from deltalake import QueryBuilder
 
         query = QueryBuilder().register("alerts", self._fresh())
         found = pa.table(query.execute(f"SELECT * FROM alerts WHERE {where}").read_all())
         # delta-rs answers with string views; the alert schema's plain strings convert to
         # pandas everywhere.
-        found = found.select(ALERT_COLUMNS).cast(_ARROW)
+        found = found.select(self._arrow.names).cast(self._arrow)
         return found.to_pandas(date_as_object=True)
 
     def relevant(self, battery_ids: list[str], car_ids: list[str]) -> pd.DataFrame:
@@ -125,7 +133,6 @@ class AlertTable:
         return self.rows(where)
 
 
-@on_commit_conflict
 def commit_alert_changes(
     table: AlertTable,
     found: pd.DataFrame,
@@ -133,27 +140,41 @@ def commit_alert_changes(
     app_id: str,
     batch_id: int,
 ) -> pd.DataFrame:
+    """The openings `commit_alert_plan` committed (see there)."""
+    return commit_alert_plan(table, found, arrivals, app_id, batch_id).openings
+
+
+@on_commit_conflict
+def commit_alert_plan(
+    table: AlertTable,
+    found: pd.DataFrame,
+    arrivals: pd.DataFrame,
+    app_id: str,
+    batch_id: int,
+) -> AlertChanges:
     """Plan a micro-batch's alert changes against the stored alerts and commit them once.
 
     `found` holds the batch's candidate alerts (`alerts.alerts_from_triggers`), `arrivals`
     the first readings of batteries new to the stream.
 
-    Returns the openings committed now; a replayed micro-batch whose changes are already
-    committed returns none (the start-up outbox check publishes what it left unsent).
+    Returns the changes committed now (`openings`: to publish); a replayed micro-batch whose
+    changes are already committed returns none (the start-up outbox check publishes what it
+    left unsent).
     """
     if table.committed_batch(app_id) >= batch_id:
         log.info("Batch %d's alert changes are already committed; skipping", batch_id)
-        return pd.DataFrame(columns=ALERT_COLUMNS)
+        empty = pd.DataFrame(columns=ALERT_COLUMNS)
+        return AlertChanges(empty.assign(_op=pd.Series(dtype=object)), empty)
     current = table.relevant(sorted(set(found["battery_id"])), sorted(set(arrivals["car_id"])))
     changes = plan_alert_changes(found, arrivals, current, utc_now())
     if not changes.empty:
         table.merge(changes, app_id, batch_id)
-    return changes.openings
+    return changes
 
 
 def sql_strings(values: list[str]) -> str:
     """SQL string literals for an IN list (quotes inside a value doubled, as SQL wants)."""
-    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+    return ", ".join(sql_string(v) for v in values)
 
 
 def utc_now() -> dt.datetime:

@@ -119,6 +119,11 @@ class AlertChanges:
     def empty(self) -> bool:
         return self.rows.empty
 
+    @property
+    def closed(self) -> int:
+        """Open alerts this change closes (their battery was replaced)."""
+        return int(((self.rows["_op"] == UPDATE) & (self.rows["status"] == "closed")).sum())
+
 
 def plan_alert_changes(
     found: pd.DataFrame,

@@ -27,14 +27,16 @@ from pyspark.sql.streaming import StreamingQuery
 from core.config import PitstopConfig
 from streaming import checkpoints, tables
 from streaming.battery import outputs
-from streaming.battery.alert_table import AlertTable, commit_alert_changes
+from streaming.battery.alert_table import AlertTable, commit_alert_plan
 from streaming.battery.alerts import alerts_from_triggers
 from streaming.battery.history import HistoryRules
 from streaming.battery.publisher import publish_openings, publish_pending, reconcile_published
 from streaming.battery.readings import battery_history, parse_telemetry, seed_rows
 from streaming.battery.scoring import score_readings
 from streaming.delta_appends import release_checkpoint
+from streaming.metrics import StreamMetrics
 from streaming.model_refs import ModelRef, ModelTracker, PinnedModel
+from streaming.parsing import quarantined_by_category
 from streaming.query import (
     FlowJob,
     build_context,
@@ -70,11 +72,13 @@ def build_job(
     cfg: PitstopConfig,
     count_loads: bool = False,
     model_uri: str | None = None,
+    metrics: StreamMetrics | None = None,
 ) -> BatteryJob:
     """Create the tables, repair the alert outbox and resolve the models (one sentence when
-    one is missing). `model_uri` pins the forecaster (replay, batch scoring)."""
+    one is missing). `model_uri` pins the forecaster (replay, batch scoring); `metrics`
+    receives each batch's counts."""
     client = mlflow_client(cfg)
-    context = build_context(spark, cfg, cfg.stream.query_name, count_loads)
+    context = build_context(spark, cfg, cfg.stream.query_name, count_loads, metrics)
     alerts = AlertTable(context.paths[tables.ALERTS])
     if cfg.stream.publish_alerts:
         # Openings a crash left between commit and send, or between send and mark.
@@ -141,13 +145,22 @@ def process_battery_batch(job: BatteryJob, decided: DataFrame, batch_id: int) ->
     refs = job.models()
     scored = score_readings(decided, refs, job.context.target, job.loads)
     forecast = job.cfg.forecast
-    counts_of = outputs.batch_counts(forecast.alert_within_days, forecast.alert_margin_days)
+    metrics = job.context.metrics
+    counts_of = outputs.batch_counts(
+        forecast.alert_within_days, forecast.alert_margin_days, metrics is not None
+    )
     batch, counts = materialise(scored, counts_of)
-    opened: list[int] = []
+    changed: list[tuple[int, int]] = []  # (opened, closed) by the alert sink
     try:
-        run_side_by_side(spark, _sinks(job, spark, batch, counts, batch_id, opened))
+        run_side_by_side(spark, _sinks(job, spark, batch, counts, batch_id, changed))
     finally:
         release_checkpoint(batch)
+    opened = [n for n, _ in changed]
+    if metrics is not None:
+        metrics.record_latency(counts.get("arrivals"), time.time())
+        metrics.record_quarantined(quarantined_by_category(counts))
+        metrics.record_alerts("battery", sum(opened), sum(c for _, c in changed))
+        metrics.record_models(refs)
     log.info(
         "batch %d: %d messages, %d new readings, %d rejected, %d already stored, "
         "%d alert(s) opened, %s, %.1fs",
@@ -168,7 +181,7 @@ def _sinks(
     batch: DataFrame,
     counts: dict[str, int],
     batch_id: int,
-    opened: list[int],
+    changed: list[tuple[int, int]],
 ) -> list:
     """The writes this batch needs; a sink with nothing to write is no commit at all."""
     context = job.context
@@ -187,12 +200,16 @@ def _sinks(
     if counts["forecasts"]:
         writes.append(append(tables.FORECASTS, outputs.forecast_rows(batch)))
     if counts["signals"]:
-        writes.append(lambda: opened.append(update_alerts(job, spark, batch, batch_id)))
+        writes.append(lambda: changed.append(update_alerts(job, spark, batch, batch_id)))
     return writes
 
 
-def update_alerts(job: BatteryJob, spark: SparkSession, batch: DataFrame, batch_id: int) -> int:
-    """Plan and commit the batch's alert changes from its signals; publish what opened."""
+def update_alerts(
+    job: BatteryJob, spark: SparkSession, batch: DataFrame, batch_id: int
+) -> tuple[int, int]:
+    """Plan and commit the batch's alert changes from its signals; publish what opened.
+
+    Returns the alerts opened and closed."""
     forecast = job.cfg.forecast
     signals = outputs.alert_signals(
         batch, forecast.alert_within_days, forecast.alert_margin_days
@@ -200,10 +217,10 @@ def update_alerts(job: BatteryJob, spark: SparkSession, batch: DataFrame, batch_
     found = alerts_from_triggers(signals[signals["trigger"]])
     arrivals = signals.loc[~signals["trigger"], ["car_id", "battery_id", "date"]]
     app_id = job.context.app_id(spark, tables.ALERTS)
-    openings = commit_alert_changes(job.alerts, found, arrivals, app_id, batch_id)
+    changes = commit_alert_plan(job.alerts, found, arrivals, app_id, batch_id)
     if job.cfg.stream.publish_alerts:
-        publish_openings(job.cfg, openings, job.alerts)
-    return len(openings)
+        publish_openings(job.cfg, changes.openings, job.alerts)
+    return len(changes.openings), changes.closed
 
 
 def score_recording(job: BatteryJob, messages: DataFrame) -> None:

@@ -8,6 +8,7 @@ from pyspark.sql import functions as F
 from streaming.battery.alerts import TRIGGER_COLUMNS
 from streaming.battery.history import REJECTED, STORED
 from streaming.battery.scoring import FORECAST, READING
+from streaming.parsing import quarantine_counts
 from streaming.tables import FORECAST_SCHEMA, QUARANTINE_SCHEMA, READING_SCHEMA, TELEMETRY_SCHEMA
 
 
@@ -78,9 +79,24 @@ def alert_signals(batch: DataFrame, within_days: int, margin_days: int) -> DataF
     return batch.where(trigger | is_arrival()).select(trigger.alias("trigger"), *TRIGGER_COLUMNS)
 
 
-def batch_counts(within_days: int, margin_days: int) -> list[Column]:
-    """Observed per micro-batch (DataFrame.observe): what it held and what became of it."""
+# Bins of the observed histogram of new readings' Kafka timestamps (event-to-alert latency).
+ARRIVAL_BINS = 16
+
+
+def batch_counts(within_days: int, margin_days: int, metrics: bool = False) -> list[Column]:
+    """Observed per micro-batch (DataFrame.observe): what it held and what became of it.
+
+    With `metrics`, also the rejects per reason category and `arrivals`, a histogram of the
+    new readings' Kafka timestamps (epoch ms) -- what the job's Prometheus metrics need.
+    """
     kind = F.col("kind")
+    extra = []
+    if metrics:
+        arrived = F.when(kind == READING, F.unix_millis("kafka_timestamp"))
+        extra = [
+            *quarantine_counts(kind == REJECTED, F.col("reason")),
+            F.histogram_numeric(arrived, F.lit(ARRIVAL_BINS)).alias("arrivals"),
+        ]
     return [
         F.count_if(is_trigger(within_days, margin_days) | is_arrival()).alias("signals"),
         F.count_if(kind != FORECAST).alias("messages"),
@@ -88,4 +104,5 @@ def batch_counts(within_days: int, margin_days: int) -> list[Column]:
         F.count_if(kind == REJECTED).alias("rejected"),
         F.count_if(kind == STORED).alias("stored"),
         F.count_if(kind == FORECAST).alias("forecasts"),
+        *extra,
     ]

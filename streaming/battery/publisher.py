@@ -1,6 +1,7 @@
 """Publish each alert opening once to the vehicle-alerts topic (the path to the car's head unit).
 
-The alert table is the outbox: a micro-batch commits its openings, then sends them, then
+Battery alerts and compliance alerts go the same way, each message naming its `kind`. The
+alert table is the outbox: a micro-batch commits its openings, then sends them, then
 marks them `published_at` in a cheap delta-rs commit of just those rows. A crash between
 send and mark is repaired at start-up by reading back the alert ids the topic already
 holds, and a crash between commit and send by sending what is still unmarked -- so an
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -24,9 +26,10 @@ log = logging.getLogger(__name__)
 
 
 def alert_message(row: dict) -> bytes:
-    """The JSON the head unit receives for one alert opening."""
+    """The JSON the head unit receives for one battery alert opening."""
     return json.dumps(
         {
+            "kind": "battery",
             "alert_id": row["alert_id"],
             "car_id": row["car_id"],
             "battery_id": row["battery_id"],
@@ -37,7 +40,29 @@ def alert_message(row: dict) -> bytes:
     ).encode("utf-8")
 
 
-def publish_openings(cfg: PitstopConfig, openings: pd.DataFrame, table: AlertTable) -> int:
+def compliance_message(row: dict) -> bytes:
+    """The JSON the head unit receives for one compliance alert opening."""
+    return json.dumps(
+        {
+            "kind": "compliance",
+            "alert_id": row["alert_id"],
+            "car_id": row["car_id"],
+            "note_id": row["note_id"],
+            "component": row["component"],
+            "message": (
+                f"A technician's note says your car's {row['component']} is out of compliance. "
+                "Please book a service appointment."
+            ),
+        }
+    ).encode("utf-8")
+
+
+def publish_openings(
+    cfg: PitstopConfig,
+    openings: pd.DataFrame,
+    table: AlertTable,
+    message: Callable[[dict], bytes] = alert_message,
+) -> int:
     """Send these committed openings to the alerts topic, wait for the acks, mark them."""
     if openings.empty:
         return 0
@@ -46,7 +71,7 @@ def publish_openings(cfg: PitstopConfig, openings: pd.DataFrame, table: AlertTab
     try:
         for row in rows:
             producer.produce(
-                cfg.kafka.topics.alerts, key=row["alert_id"].encode(), value=alert_message(row)
+                cfg.kafka.topics.alerts, key=row["alert_id"].encode(), value=message(row)
             )
         remaining = producer.flush(60)
         if remaining:
@@ -60,9 +85,11 @@ def publish_openings(cfg: PitstopConfig, openings: pd.DataFrame, table: AlertTab
     return len(rows)
 
 
-def publish_pending(cfg: PitstopConfig, table: AlertTable) -> int:
+def publish_pending(
+    cfg: PitstopConfig, table: AlertTable, message: Callable[[dict], bytes] = alert_message
+) -> int:
     """Send every committed opening not yet marked (a crash between commit and send)."""
-    return publish_openings(cfg, table.unpublished(), table)
+    return publish_openings(cfg, table.unpublished(), table, message)
 
 
 def reconcile_published(cfg: PitstopConfig, table: AlertTable) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -88,12 +89,29 @@ def classify_notes(
     return parsed.mapInPandas(score, SCORED_NOTES_SCHEMA)
 
 
-def compliance_alert_rows(scored: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
-    """Non-compliant notes in `compliance_alerts`' columns but created_at, one row per
-    (car_id, note_id): the lowest offset wins a note sent twice (a deterministic MERGE)."""
-    from streaming.tables import COMPLIANCE_ALERT_SCHEMA
+# What a note's classification decides of its alert; the lifecycle columns are the sink's.
+ALERT_SOURCE_COLUMNS = (
+    "car_id",
+    "note_id",
+    "component",
+    "text",
+    "probability",
+    "written_at",
+    "model_name",
+    "model_version",
+)
 
-    columns = [c for c in COMPLIANCE_ALERT_SCHEMA.fieldNames() if c != "created_at"]
+
+def compliance_alert_id(car_id: str, note_id: str) -> str:
+    """A compliance alert's id: its note (car and note id), 16 hex characters."""
+    return hashlib.sha256(f"{car_id}|{note_id}".encode()).hexdigest()[:16]
+
+
+def compliance_alert_rows(scored: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
+    """Non-compliant notes as alerts (ALERT_SOURCE_COLUMNS and `alert_id`), one row per
+    (car_id, note_id): the lowest offset wins a note sent twice (a deterministic MERGE)."""
     flagged = scored[scored["probability"].notna() & (scored["probability"] >= threshold)]
     flagged = flagged.sort_values(["car_id", "note_id", "topic", "partition", "offset"])
-    return flagged.drop_duplicates(["car_id", "note_id"])[columns].reset_index(drop=True)
+    rows = flagged.drop_duplicates(["car_id", "note_id"])[list(ALERT_SOURCE_COLUMNS)]
+    ids = [compliance_alert_id(c, n) for c, n in zip(rows["car_id"], rows["note_id"], strict=True)]
+    return rows.assign(alert_id=ids).reset_index(drop=True)

@@ -4,8 +4,10 @@ Each micro-batch is parsed and classified once (the note text must also be reada
 empty, at most 10 kB, plain text). Rejects are appended to `quarantine` once per batch id;
 non-compliant notes -- alerts, bounded control data -- go to the driver and are inserted
 into `compliance_alerts` by (car_id, note_id) in one delta-rs MERGE carrying the batch's
-application transaction, so a replayed batch changes nothing. As in the battery flow, the
-driver follows the alias and each Python worker loads a version once.
+application transaction, so a replayed batch changes nothing. Each new alert is then
+published to the vehicle-alerts topic and marked, as battery alerts are (the table is the
+outbox, reconciled with the topic at start-up). As in the battery flow, the driver follows
+the alias and each Python worker loads a version once.
 """
 
 from __future__ import annotations
@@ -25,8 +27,15 @@ from pyspark.sql.streaming import StreamingQuery
 from core.config import PitstopConfig
 from core.lake import on_commit_conflict
 from streaming import tables
-from streaming.battery.alert_table import utc_now
+from streaming.battery.alert_table import AlertTable, sql_strings, utc_now
+from streaming.battery.publisher import (
+    compliance_message,
+    publish_openings,
+    publish_pending,
+    reconcile_published,
+)
 from streaming.delta_appends import release_checkpoint
+from streaming.metrics import StreamMetrics
 from streaming.model_refs import ModelTracker, ModelUnavailableError
 from streaming.notes.classify import (
     classify_notes,
@@ -34,6 +43,7 @@ from streaming.notes.classify import (
     parse_notes,
     rejected_notes,
 )
+from streaming.parsing import quarantine_counts, quarantined_by_category
 from streaming.query import (
     FlowJob,
     build_context,
@@ -55,11 +65,18 @@ class NotesJob(FlowJob):
     """Everything a notes micro-batch needs, built once by the driver."""
 
     model: ModelTracker
+    alerts: AlertTable
     threshold: float = 0.5
 
 
-def build_notes_job(spark: SparkSession, cfg: PitstopConfig, count_loads: bool = False) -> NotesJob:
-    """Create the tables and resolve the compliance model; one sentence when it is missing."""
+def build_notes_job(
+    spark: SparkSession,
+    cfg: PitstopConfig,
+    count_loads: bool = False,
+    metrics: StreamMetrics | None = None,
+) -> NotesJob:
+    """Create the tables, repair the compliance alerts' outbox and resolve the compliance
+    model; one sentence when it is missing."""
     client = mlflow_client(cfg)
     name, alias = cfg.mlflow.models.compliance, cfg.mlflow.alias
     try:
@@ -69,9 +86,18 @@ def build_notes_job(spark: SparkSession, cfg: PitstopConfig, count_loads: bool =
             f"No version of model '{name}' has alias '{alias}' in the registry; train one with "
             "`pitstop train compliance`."
         ) from None
+    context = build_context(spark, cfg, NOTES_QUERY_NAME, count_loads, metrics)
+    alerts = AlertTable(
+        context.paths[tables.COMPLIANCE_ALERTS], schema=tables.COMPLIANCE_ALERT_SCHEMA
+    )
+    if cfg.stream.publish_alerts:
+        # Openings a crash left between commit and send, or between send and mark.
+        reconcile_published(cfg, alerts)
+        publish_pending(cfg, alerts, compliance_message)
     return NotesJob(
-        context=build_context(spark, cfg, NOTES_QUERY_NAME, count_loads),
+        context=context,
         model=ModelTracker(client, name, alias, refresh_seconds=cfg.mlflow.alias_refresh_seconds),
+        alerts=alerts,
     )
 
 
@@ -81,53 +107,83 @@ def process_notes_batch(job: NotesJob, batch: DataFrame, batch_id: int) -> None:
     started = time.monotonic()
     ref = job.model.refresh()
     scored = classify_notes(parse_notes(batch), ref, job.context.target, job.loads)
+    metrics = job.context.metrics
+    rejected = F.col("reason").isNotNull()
     counts_of = [
         F.count(F.lit(1)).alias("notes"),
-        F.count_if(F.col("reason").isNotNull()).alias("rejected"),
+        F.count_if(rejected).alias("rejected"),
         F.count_if(F.col("probability") >= job.threshold).alias("flagged"),
+        *(quarantine_counts(rejected, F.col("reason")) if metrics is not None else []),
     ]
     notes, counts = materialise(scored, counts_of)
     writes = []
+    opened: list[int] = []
     if counts["rejected"]:
         rejects = rejected_notes(notes).coalesce(1)
         writes.append(lambda: job.context.append(spark, rejects, tables.QUARANTINE, batch_id))
     if counts["flagged"]:
-        writes.append(lambda: _insert_alerts(job, spark, notes, batch_id))
+        writes.append(lambda: opened.append(_insert_alerts(job, spark, notes, batch_id)))
     try:
         run_side_by_side(spark, writes)
     finally:
         release_checkpoint(notes)
+    if metrics is not None:
+        metrics.record_quarantined(quarantined_by_category(counts))
+        metrics.record_alerts("compliance", sum(opened))
+        metrics.record_models([ref])
     log.info(
-        "notes batch %d: %d notes, %d rejected, %d non-compliant, %s v%s, %.1fs",
+        "notes batch %d: %d notes, %d rejected, %d non-compliant, %d alert(s) opened, %s v%s, "
+        "%.1fs",
         batch_id,
         counts["notes"],
         counts["rejected"],
         counts["flagged"],
+        sum(opened),
         ref.name,
         ref.version,
         time.monotonic() - started,
     )
 
 
-def _insert_alerts(job: NotesJob, spark: SparkSession, notes: DataFrame, batch_id: int) -> None:
+def _insert_alerts(job: NotesJob, spark: SparkSession, notes: DataFrame, batch_id: int) -> int:
+    """Insert the batch's new compliance alerts, then publish the openings not yet sent."""
     flagged = notes.where(F.col("probability") >= job.threshold).toPandas()
     alerts = compliance_alert_rows(flagged, job.threshold)
     app_id = job.context.app_id(spark, tables.COMPLIANCE_ALERTS)
-    insert_compliance_alerts(job.paths[tables.COMPLIANCE_ALERTS], alerts, app_id, batch_id)
+    inserted = insert_compliance_alerts(
+        job.paths[tables.COMPLIANCE_ALERTS], alerts, app_id, batch_id
+    )
+    if job.cfg.stream.publish_alerts and not alerts.empty:
+        # This batch's openings, or a replayed batch's that a crash left unsent.
+        ids = sql_strings(sorted(alerts["alert_id"]))
+        pending = job.alerts.rows(
+            f"alert_id IN ({ids}) AND status = 'open' AND published_at IS NULL"
+        )
+        publish_openings(job.cfg, pending, job.alerts, compliance_message)
+    return inserted
 
 
 @on_commit_conflict
 def insert_compliance_alerts(
     location: str, alerts: pd.DataFrame, app_id: str, batch_id: int
 ) -> int:
-    """Insert alerts whose (car_id, note_id) is not stored yet, once per (app_id, batch_id)."""
+    """Insert alerts whose (car_id, note_id) is not stored yet, once per (app_id, batch_id),
+    open and not yet published; returns the rows inserted."""
     from deltalake import CommitProperties, DeltaTable, Transaction
 
     table = DeltaTable(location)
     committed = table.transaction_version(app_id)
     if alerts.empty or (committed is not None and committed >= batch_id):
         return 0
-    rows = alerts.assign(created_at=utc_now())
+    now = utc_now()
+    rows = alerts.assign(
+        created_at=now,
+        status="open",
+        updated_at=now,
+        closed_at=None,
+        close_reason=None,
+        published_at=None,
+    )
     source = pa.Table.from_pandas(rows, schema=_ALERTS_ARROW, preserve_index=False)
     metrics = (
         table.merge(

@@ -120,6 +120,63 @@ def assert_exactly_once(cfg: PitstopConfig, valid: int, duplicates: int, bad: in
     assert set(published) == set(alerts.loc[alerts["published_at"].notna(), "alert_id"])
 
 
+def scrape(port: int) -> dict[tuple, float]:
+    """The job's /metrics, as Prometheus reads them: (name, sorted labels) -> value."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def assert_metrics_match_the_tables(
+    cfg: PitstopConfig, port: int, valid: int, duplicates: int, bad: int
+) -> None:
+    """The job's Prometheus metrics say what its tables and topic hold (one job, no restart)."""
+    from mlflow.tracking import MlflowClient
+
+    # Progress reports reach the listener a moment after the batch commits: wait for the
+    # report of the last batch (no lag left) before reading the rest.
+    deadline = time.monotonic() + 60
+    while True:
+        got = scrape(port)
+        lag = [v for (name, _), v in got.items() if name == "pitstop_kafka_lag"]
+        if (len(lag) == 4 and sum(lag) == 0) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert len(lag) == 4 and sum(lag) == 0  # caught up on each of the 4 partitions
+    by_reason = {
+        dict(labels)["reason"]: value
+        for (name, labels), value in got.items()
+        if name == "pitstop_quarantined_total"
+    }
+    assert by_reason.get("late", 0) + by_reason.get("duplicate", 0) == duplicates
+    assert by_reason["not_json"] == bad / 2 and by_reason["missing_field"] == bad / 2
+    assert sum(by_reason.values()) == duplicates + bad
+    # Every new reading's latency was observed once, when its batch committed.
+    assert got[("pitstop_event_to_alert_seconds_count", ())] == valid
+    assert got[("pitstop_event_to_alert_seconds_sum", ())] > 0
+    published = topic_keys(cfg.kafka.bootstrap_servers, cfg.kafka.topics.alerts)
+    assert got[("pitstop_alerts_opened_total", (("kind", "battery"),))] == len(published)
+    query = (("query", cfg.stream.query_name),)
+    assert got[("pitstop_last_batch_id", query)] >= 0
+    assert got[("pitstop_batch_duration_seconds_count", query)] >= 1
+    assert ("pitstop_input_rows_per_second", query) in got
+    registry = MlflowClient(
+        cfg.mlflow.tracking_uri, cfg.mlflow.registry_uri or cfg.mlflow.tracking_uri
+    )
+    champion = registry.get_model_version_by_alias(cfg.forecast.model, cfg.mlflow.alias)
+    version = str(champion.version)
+    info = (("name", cfg.forecast.model), ("role", "champion"), ("version", version))
+    assert got[("pitstop_model_version_info", info)] == 1
+
+
 def simulate(cfg: PitstopConfig, folder: Path, batteries: int, days: int) -> None:
     from simulator.run import run_simulation
 
@@ -171,6 +228,10 @@ def test_broker_down_for_30s_mid_run_loses_and_duplicates_nothing(tmp_path, trai
         cfg = stream_config(
             tmp_path, broker.bootstrap, lambda partitions, prefix: names[prefix], trained_config
         )
+        metrics_port = free_port()
+        cfg = cfg.model_copy(
+            update={"stream": cfg.stream.model_copy(update={"metrics_port": metrics_port})}
+        )
         simulate(trained_config, tmp_path / "fleet", batteries=120, days=300)
         valid = feed(cfg, tmp_path / "fleet")
         feed_rejects(cfg, tmp_path / "fleet", duplicates=20, bad=30)
@@ -182,6 +243,7 @@ def test_broker_down_for_30s_mid_run_loses_and_duplicates_nothing(tmp_path, trai
         broker = start_broker(base, data_dir=data_dir, **ports)
         wait_caught_up(cfg, job, target, 900)
         assert_exactly_once(cfg, valid, duplicates=20, bad=30)
+        assert_metrics_match_the_tables(cfg, metrics_port, valid, duplicates=20, bad=30)
     finally:
         if job is not None:
             kill(job)

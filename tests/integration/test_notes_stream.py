@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 from confluent_kafka import Producer
 from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
-from apps.alerts import query_alerts
+from apps.alerts import acknowledge_alert, query_alerts
 from core.config import PitstopConfig, TopicsConfig
 from simulator.notes import generate_notes
 from streaming import tables
 from streaming.model_refs import ModelUnavailableError
 from streaming.notes.flow import build_notes_job, process_notes_batch, start_notes_query
 from tests.conftest import make_test_config
+from tests.integration.test_stream_e2e import topic_keys
 
 pytestmark = pytest.mark.integration
 
@@ -108,6 +110,10 @@ def test_notes_stream_alerts_non_compliant_notes_and_quarantines_bad_ones(
     )
     assert alerts.count() == len(expected)
     assert alerts.schema.fieldNames() == tables.COMPLIANCE_ALERT_SCHEMA.fieldNames()
+    # Each opening reached the vehicle-alerts topic once, and is marked as published.
+    published = topic_keys(kafka_bootstrap, cfg.kafka.topics.alerts)
+    assert sorted(published) == sorted(r.alert_id for r in alerts.collect())
+    assert alerts.where("status = 'open' AND published_at IS NOT NULL").count() == len(expected)
     row = alerts.first()
     assert row.model_name == cfg.mlflow.models.compliance and row.model_version == trained.version
     assert row.probability >= 0.5 and row.written_at and row.created_at and row.text
@@ -131,3 +137,62 @@ def test_notes_stream_alerts_non_compliant_notes_and_quarantines_bad_ones(
     again = build_notes_job(spark, cfg)
     start_notes_query(spark, again, available_now=True).awaitTermination()
     assert (read(tables.COMPLIANCE_ALERTS).count(), read(tables.QUARANTINE).count()) == before
+    # Neither sent any opening a second time.
+    assert sorted(topic_keys(kafka_bootstrap, cfg.kafka.topics.alerts)) == sorted(published)
+
+    # An operator acknowledges a compliance alert by its id, as a battery alert.
+    chosen = published[0]
+    assert acknowledge_alert(cfg, chosen, by="ops") == 1
+    acked = read(tables.COMPLIANCE_ALERTS).where(f"alert_id = '{chosen}'").first()
+    assert acked.status == "acknowledged" and acked.close_reason == "acknowledged by ops"
+    assert len(query_alerts(cfg, "compliance")) == len(expected) - 1
+
+
+def test_a_crash_between_commit_and_send_is_published_once_at_start_up(
+    spark, notes_config, kafka_bootstrap
+) -> None:
+    """A compliance opening committed but never sent (the job died in between) is sent by the
+    next start, once; one sent but not marked is only marked."""
+    from deltalake import DeltaTable
+
+    from streaming.battery.alert_table import AlertTable
+    from streaming.battery.publisher import (
+        compliance_message,
+        publish_openings,
+        publish_pending,
+        reconcile_published,
+    )
+    from streaming.notes.classify import compliance_alert_rows
+    from streaming.notes.flow import insert_compliance_alerts
+
+    cfg = notes_config
+    paths = tables.ensure_tables(spark, cfg)
+    location = paths[tables.COMPLIANCE_ALERTS]
+    scored = pd.DataFrame(
+        {
+            "car_id": ["C1", "C2"],
+            "note_id": ["n1", "n2"],
+            "component": ["pump", "hose"],
+            "text": ["Iron pump made in 1990", "Plastic hose in poor condition"],
+            "probability": [0.9, 0.8],
+            "written_at": [pd.Timestamp("2024-03-01", tz="UTC")] * 2,
+            "model_name": ["component-compliance"] * 2,
+            "model_version": ["1"] * 2,
+            "topic": ["notes"] * 2,
+            "partition": [0, 0],
+            "offset": [1, 2],
+        }
+    )
+    alerts = compliance_alert_rows(scored)
+    assert insert_compliance_alerts(location, alerts, "crashed-job", 0) == 2
+    table = AlertTable(location, schema=tables.COMPLIANCE_ALERT_SCHEMA)
+    # C1's opening was sent before the crash, but not marked.
+    publish_openings(cfg, table.rows("car_id = 'C1'"), table, compliance_message)
+    DeltaTable(location).update(predicate="car_id = 'C1'", updates={"published_at": "NULL"})
+
+    # What build_notes_job does at start-up, before it resolves the model.
+    reconcile_published(cfg, table)
+    publish_pending(cfg, table, compliance_message)
+    keys = topic_keys(kafka_bootstrap, cfg.kafka.topics.alerts)
+    assert sorted(keys) == sorted(alerts["alert_id"])
+    assert table.unpublished().empty

@@ -1,0 +1,1 @@
+"""`pitstop console`: the operators' web console over the Delta tables and the MLflow registry."""

@@ -1,0 +1,1 @@
+"""One router per console page; `common` holds what they share."""

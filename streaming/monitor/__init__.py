@@ -1,0 +1,1 @@
+"""Forecast accuracy monitoring: stored forecasts against the readings that arrive later."""
