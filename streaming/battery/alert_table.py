@@ -115,15 +115,32 @@ class AlertTable:
         """Record that these openings reached the alerts topic; returns rows changed."""
         if not alert_ids:
             return 0
-        quoted = sql_strings(alert_ids)
+        # A keyed MERGE with the ids as its source, not an `alert_id IN (...)` predicate:
+        # delta-rs overflows its stack (SIGSEGV, the driver dies) on an IN list of ~100k ids,
+        # which one micro-batch of a notes backlog opens.
+        stamp = self._arrow.field("published_at").type
+        source = pa.table(
+            {
+                "alert_id": pa.array(list(dict.fromkeys(alert_ids)), pa.string()),
+                "published_at": pa.array([at] * len(set(alert_ids)), stamp),
+            }
+        )
 
         @on_commit_conflict
         def update() -> int:
-            result = self._fresh().update(
-                predicate=f"alert_id IN ({quoted}) AND published_at IS NULL",
-                new_values={"published_at": at},
+            result = (
+                self._fresh()
+                .merge(
+                    source,
+                    "t.alert_id = s.alert_id AND t.published_at IS NULL",
+                    source_alias="s",
+                    target_alias="t",
+                    streamed_exec=False,
+                )
+                .when_matched_update({"published_at": "s.published_at"})
+                .execute()
             )
-            return int(result.get("num_updated_rows", 0))
+            return int(result.get("num_target_rows_updated", 0))
 
         return update()
 
