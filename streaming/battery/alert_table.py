@@ -18,7 +18,7 @@ import pyarrow as pa
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from core.lake import on_commit_conflict, sql_string
+from core.lake import filter_expression, on_commit_conflict, sql_string
 from streaming.battery.alerts import (
     ALERT_COLUMNS,
     INSERT,
@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 _ARROW = to_arrow_schema(ALERT_SCHEMA, timezone="UTC")
 _SOURCE = pa.schema([*_ARROW, pa.field("_op", pa.string())])
+# Ids a micro-batch's lookup puts in a SQL `IN (...)` at most; beyond, a pyarrow scan with
+# the ids as a set: delta-rs overflows its stack (SIGSEGV, the driver dies) on an IN list of
+# ~100k strings, which the first micro-batch of a large fleet's backlog holds.
+SQL_IN_LIMIT = 1_000
 
 
 class AlertTable:
@@ -68,11 +72,14 @@ class AlertTable:
         from deltalake import QueryBuilder
 
         query = QueryBuilder().register("alerts", self._fresh())
-        found = pa.table(query.execute(f"SELECT * FROM alerts WHERE {where}").read_all())
+        return self._frame(
+            pa.table(query.execute(f"SELECT * FROM alerts WHERE {where}").read_all())
+        )
+
+    def _frame(self, found: pa.Table) -> pd.DataFrame:
         # delta-rs answers with string views; the alert schema's plain strings convert to
         # pandas everywhere.
-        found = found.select(self._arrow.names).cast(self._arrow)
-        return found.to_pandas(date_as_object=True)
+        return found.select(self._arrow.names).cast(self._arrow).to_pandas(date_as_object=True)
 
     def relevant(self, battery_ids: list[str], car_ids: list[str]) -> pd.DataFrame:
         """What a micro-batch's plan needs: alerts of these batteries, open alerts of these cars."""
@@ -83,7 +90,16 @@ class AlertTable:
             wanted.append(f"(car_id IN ({sql_strings(car_ids)}) AND status = 'open')")
         if not wanted:
             return pd.DataFrame(columns=ALERT_COLUMNS)
-        return self.rows(" OR ".join(wanted))
+        if len(battery_ids) + len(car_ids) <= SQL_IN_LIMIT:
+            return self.rows(" OR ".join(wanted))
+        groups = []
+        if battery_ids:
+            groups.append([("battery_id", "in", battery_ids)])
+        if car_ids:
+            groups.append([("car_id", "in", car_ids), ("status", "=", "open")])
+        table = self._fresh()
+        dataset = table.to_pyarrow_dataset()
+        return self._frame(dataset.to_table(filter=filter_expression(table, groups)))
 
     def merge(self, changes: AlertChanges, app_id: str, batch_id: int) -> dict:
         """Commit a plan's rows in one keyed MERGE recorded as (app_id, batch_id)."""
