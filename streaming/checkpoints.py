@@ -49,6 +49,14 @@ def query_id(spark: SparkSession, checkpoint: str) -> str:
     return str(json.loads(_HadoopFs(spark, checkpoint).read(f"{checkpoint}/metadata"))["id"])
 
 
+def started_query_id(spark: SparkSession, checkpoint: str) -> str | None:
+    """The persistent query id of `checkpoint`, or None when no query has started on it."""
+    fs = _HadoopFs(spark, checkpoint)
+    if not fs.exists(f"{checkpoint}/metadata"):
+        return None
+    return query_id(spark, checkpoint)
+
+
 def _batches(fs: _HadoopFs, folder: str) -> list[int]:
     return sorted(int(n) for n in fs.names(folder) if n.isdigit())
 

@@ -59,6 +59,16 @@ def last_committed_batch(spark: SparkSession, path: str, app_id: str) -> int:
     return -1
 
 
+def first_marked_version(spark: SparkSession, path: str, app_id: str) -> int | None:
+    """The table version of `app_id`'s earliest commit to the Delta table at `path` (None:
+    it made none). Reads the whole retained history: only a query's start needs it."""
+    from delta.tables import DeltaTable
+
+    rows = DeltaTable.forPath(spark, path).history().select("version", "userMetadata").collect()
+    versions = [r.version for r in rows if marked_batch(r.userMetadata, app_id) is not None]
+    return min(versions) if versions else None
+
+
 @dataclass
 class AppendLedger:
     """Idempotent appends of one query run: the replay check runs once per table."""

@@ -24,6 +24,11 @@ from streaming.metrics import StreamMetrics
 from streaming.model_refs import RegistryTarget
 
 
+def sink_app_id(query_id: str, sink: str) -> str:
+    """The app id that marks the commits query `query_id` makes to table `sink`."""
+    return f"pitstop-{query_id}-{sink}"
+
+
 @dataclass
 class FlowContext:
     """What a flow's micro-batches share, built once by the driver."""
@@ -50,7 +55,7 @@ class FlowContext:
             self._query_id = (
                 checkpoints.query_id(spark, self.checkpoint) if self.checkpoint else uuid4().hex
             )
-        return f"pitstop-{self._query_id}-{sink}"
+        return sink_app_id(self._query_id, sink)
 
     def append(self, spark: SparkSession, frame: DataFrame, sink: str, batch_id: int) -> bool:
         """Append `frame` to table `sink` once per micro-batch, however often it is replayed."""

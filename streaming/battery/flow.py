@@ -33,7 +33,7 @@ from streaming.battery.history import HistoryRules
 from streaming.battery.publisher import publish_openings, publish_pending, reconcile_published
 from streaming.battery.readings import battery_history, parse_telemetry, seed_rows
 from streaming.battery.scoring import score_readings
-from streaming.delta_appends import release_checkpoint
+from streaming.delta_appends import first_marked_version, release_checkpoint
 from streaming.metrics import StreamMetrics
 from streaming.model_refs import ModelRef, ModelTracker, PinnedModel
 from streaming.parsing import quarantined_by_category
@@ -43,6 +43,7 @@ from streaming.query import (
     materialise,
     mlflow_client,
     run_side_by_side,
+    sink_app_id,
     start_query,
 )
 from streaming.sources import read_kafka_stream
@@ -111,7 +112,7 @@ def battery_query(
     seed = None
     if not checkpoints.committed_batches(spark, checkpoint):
         # A new checkpoint: batteries already stored start from what telemetry holds.
-        telemetry = spark.read.format("delta").load(job.paths[tables.TELEMETRY])
+        telemetry = telemetry_before(spark, job, checkpoint)
         if not telemetry.isEmpty():
             seed = seed_rows(telemetry, job.rules)
     decided = battery_history(
@@ -125,6 +126,37 @@ def battery_query(
         job.cfg.stream.trigger_seconds,
         available_now,
     )
+
+
+def telemetry_before(spark: SparkSession, job: BatteryJob, checkpoint: str) -> DataFrame:
+    """`telemetry` as it was before the query of `checkpoint` first appended to it.
+
+    A checkpoint with no committed batch may still have written: a run killed after its
+    first micro-batch's telemetry append, before Spark recorded the batch. Its restart
+    replays that batch; seeded with the batch's own readings, the state would judge them
+    against themselves -- quarantined as late or duplicate, skipped as stored, their
+    forecasts never written. So the seed is the table from before that append.
+    """
+    path = job.paths[tables.TELEMETRY]
+    reader = spark.read.format("delta")
+    query_id = checkpoints.started_query_id(spark, checkpoint)
+    first = (
+        None
+        if query_id is None
+        else first_marked_version(spark, path, sink_app_id(query_id, tables.TELEMETRY))
+    )
+    if first is None:
+        return reader.load(path)
+    if first == 0:  # its append created the table: nothing was stored before it
+        return reader.load(path).limit(0)
+    log.warning(
+        "Checkpoint %s has no committed batch but wrote telemetry version %d: seeding the "
+        "state from version %d, before its first write",
+        checkpoint,
+        first,
+        first - 1,
+    )
+    return reader.option("versionAsOf", first - 1).load(path)
 
 
 def start_battery_query(

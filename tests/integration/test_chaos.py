@@ -248,3 +248,41 @@ def test_broker_down_for_30s_mid_run_loses_and_duplicates_nothing(tmp_path, trai
         if job is not None:
             kill(job)
         stop_broker(base, data_dir=data_dir)
+
+
+def test_a_first_batch_killed_after_its_appends_is_replayed_as_new_readings(
+    spark, tmp_path, kafka_bootstrap, kafka_topic_factory, trained_config
+):
+    """Killed after micro-batch 0 stored its readings but before Spark recorded the batch,
+    the job restarts on a checkpoint with no committed batch, which it seeds from
+    `telemetry`: the replayed batch must not meet its own readings there (it did once, and
+    quarantined 15,713 of them as late or duplicate)."""
+    from pyspark.errors import StreamingQueryException
+
+    from streaming import checkpoints
+    from streaming.battery.flow import build_job, process_battery_batch, start_battery_query
+    from streaming.battery.readings import battery_history, parse_telemetry
+    from streaming.query import start_query
+    from streaming.sources import read_kafka_stream
+
+    cfg = stream_config(tmp_path, kafka_bootstrap, kafka_topic_factory, trained_config)
+    simulate(trained_config, tmp_path / "fleet", batteries=30, days=300)
+    valid = feed(cfg, tmp_path / "fleet")
+    job = build_job(spark, cfg)
+    checkpoint = cfg.storage.checkpoint(cfg.stream.query_name)
+    messages = read_kafka_stream(spark, cfg, cfg.kafka.topics.telemetry)
+    decided = battery_history(parse_telemetry(messages), job.rules, cfg.stream.state_ttl_days)
+
+    def stored_then_killed(frame, batch_id: int) -> None:
+        process_battery_batch(job, frame, batch_id)
+        raise RuntimeError("killed after the sinks, before the batch commit")
+
+    query = start_query(decided, job.context, checkpoint, stored_then_killed, 1, True)
+    with pytest.raises(StreamingQueryException):
+        query.awaitTermination()
+    assert len(read_table(cfg, "telemetry")) == valid  # the batch's appends committed
+    assert not checkpoints.committed_batches(spark, checkpoint)
+
+    start_battery_query(spark, build_job(spark, cfg), available_now=True).awaitTermination()
+    assert checkpoints.committed_batches(spark, checkpoint) == [0]
+    assert_exactly_once(cfg, valid, duplicates=0, bad=0)
