@@ -7,7 +7,7 @@ simulator: simulated readings and labelled notes are made here and handed in as 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +17,15 @@ from core.config import PitstopConfig
 from models.forecasting.data import DataError, SampleBounds, contract_readings, load_readings
 
 if TYPE_CHECKING:
+    from models.compliance.data import LabelledNotes
     from models.training.compliance import ComplianceTrainResult, NoteSets
 
 # Fewer batteries than this cannot be split into training and validation batteries.
 MIN_BATTERIES = 2
 HOLDOUT_SEED = 1995  # fixed: the held-out notes must be identical across runs
 HOLDOUT_SIZE = 6_000
+MESSY_SHARE = 0.6  # of simulated notes typed in a hurry; the rest are tidy
+VALIDATION_EVERY = 5  # every fifth training sentence shape validates instead
 
 
 def simulated_readings(
@@ -90,22 +93,101 @@ def training_readings(
     return readings, f"simulator(batteries={sim.batteries}, days={sim.days}, seed={sim.seed})"
 
 
+def is_remote(location: str) -> bool:
+    """Whether a lake location is on a remote store (abfss://, s3://, ...), not this machine."""
+    return "://" in location and not location.startswith("file:")
+
+
+def refuse_simulated_notes_on_remote_lake(cfg: PitstopConfig) -> None:
+    """A user whose lake is remote wants a model of their own notes: never train on simulated
+    ones without being asked (`--simulated`)."""
+    from models.training.compliance import ComplianceTrainingError
+
+    if is_remote(cfg.storage.lake):
+        raise ComplianceTrainingError(
+            "The lake is remote, so Pitstop will not train the compliance model on simulated "
+            "notes: pass --data with your labelled notes (CSV or JSONL), or --simulated to "
+            "train on the simulator's notes anyway."
+        )
+
+
+def validation_shapes() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(shapes to fit on, shapes to validate on): every fifth training shape is kept for
+    validation, so the choice between candidates rewards phrasings never fitted on."""
+    from simulator.notes import TRAIN_SHAPES
+
+    val = TRAIN_SHAPES[2::VALIDATION_EVERY]
+    return tuple(s for s in TRAIN_SHAPES if s not in val), val
+
+
 def compliance_notes(
-    seed: int = 0, train_size: int = 24_000, val_size: int = 3_000, holdout_size: int = HOLDOUT_SIZE
+    seed: int = 0,
+    train_size: int = 24_000,
+    val_size: int = 3_000,
+    holdout_size: int = HOLDOUT_SIZE,
+    messy: float = MESSY_SHARE,
 ) -> NoteSets:
-    """Labelled notes from the simulator's generator: training and validation notes in the
-    training sentence shapes, held-out notes in shapes training never sees, drawn with a
-    fixed seed so every run (and the champion it is compared with) faces the same ones."""
+    """Labelled notes from the simulator's generator, `messy` of them typed in a hurry.
+
+    Training, validation and held-out notes use disjoint sentence shapes and disjoint
+    misspellings (training never sees the others'); the held-out notes are drawn with a
+    fixed seed so every run (and the champion it is compared with) faces the same ones.
+    """
     from models.training.compliance import NoteSets
     from simulator.notes import notes_dataset
 
+    fit_shapes, val_shapes = validation_shapes()
     # Distinct seeds per split: validation notes never repeat training notes' draws.
     return NoteSets(
-        train=notes_dataset(train_size, seed * 3 + 1, "train", violation_rate=0.2),
-        val=notes_dataset(val_size, seed * 3 + 2, "train", violation_rate=0.2),
-        holdout=notes_dataset(holdout_size, HOLDOUT_SEED, "heldout", violation_rate=0.2),
-        params={"holdout_seed": HOLDOUT_SEED, "holdout_shapes": "heldout (never seen in training)"},
+        train=notes_dataset(
+            train_size, seed * 3 + 1, fit_shapes, 0.2, messy=messy, spellings="train"
+        ),
+        val=notes_dataset(val_size, seed * 3 + 2, val_shapes, 0.2, messy=messy, spellings="val"),
+        holdout=notes_dataset(
+            holdout_size, HOLDOUT_SEED, "heldout", 0.2, messy=messy, spellings="heldout"
+        ),
+        params={
+            "holdout_seed": HOLDOUT_SEED,
+            "messy_share": messy,
+            "split": (
+                f"{len(fit_shapes)} sentence shapes to fit, {len(val_shapes)} to validate, the "
+                "held-out shapes to test; misspellings split the same way"
+            ),
+        },
+        source=f"simulator(seed={seed}, messy={messy})",
     )
+
+
+def evaluation_sets(paths: Sequence[str | Path]) -> dict[str, pd.DataFrame]:
+    """Labelled notes to score and report only, by file name (`handwritten.csv` ->
+    `handwritten`); never used to fit, choose or promote."""
+    from models.compliance.data import load_labelled_notes
+
+    sets: dict[str, pd.DataFrame] = {}
+    for path in paths:
+        name = Path(path).stem
+        while name in sets:
+            name += "_"
+        sets[name] = load_labelled_notes(path).notes
+    return sets
+
+
+def compliance_notes_from_file(data: str | Path) -> tuple[NoteSets, LabelledNotes]:
+    """The user's labelled notes split by text (`models.compliance.data`), and what was read
+    (with the rows set aside)."""
+    from models.compliance.data import load_labelled_notes, split_labelled_notes
+    from models.training.compliance import NoteSets
+
+    loaded = load_labelled_notes(data)
+    train, val, holdout = split_labelled_notes(loaded.notes, loaded.source)
+    sets = NoteSets(
+        train=train,
+        val=val,
+        holdout=holdout,
+        params={"split": "by a hash of each note's text: 80% fit, 10% validate, 10% holdout"},
+        source=loaded.source,
+    )
+    return sets, loaded
 
 
 def train_compliance_on_simulated_notes(
@@ -116,13 +198,18 @@ def train_compliance_on_simulated_notes(
     val_size: int = 3_000,
     holdout_size: int = HOLDOUT_SIZE,
     epochs: int = 5,
+    eval_data: Sequence[str | Path] = (),
     **options: Any,
 ) -> ComplianceTrainResult:
     """Draw the notes (`compliance_notes`) and train the classifier on them
-    (`models.training.compliance.train_compliance`, which takes the other options)."""
+    (`models.training.compliance.train_compliance`, which takes the other options);
+    `eval_data` files are scored and reported only."""
+    from dataclasses import replace
+
     from models.training.compliance import ComplianceTrainingError, train_compliance
 
     if epochs < 1 or min(train_size, val_size, holdout_size) < 1:
         raise ComplianceTrainingError("epochs and every data set size must be at least 1.")
     notes = compliance_notes(seed, train_size, val_size, holdout_size)
+    notes = replace(notes, extra=evaluation_sets(eval_data))
     return train_compliance(cfg, notes, seed=seed, epochs=epochs, **options)

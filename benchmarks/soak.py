@@ -28,14 +28,16 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from benchmarks.stream_benchmark import (  # noqa: E402
+from streamkit import (  # noqa: E402
     bench_config,
     paced_producer,
     simulate_lines,
     start_bench_broker,
     train_champion,
 )
+
 from core.config import PitstopConfig, load_config  # noqa: E402
 
 log = logging.getLogger("pitstop.soak")
@@ -146,8 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     results["load_start"] = [round(x, 2) for x in os.getloadavg()]
     job = None
     try:
-        handle = start_bench_broker(base, broker_dir)
-        cfg = bench_config(root, handle.bootstrap, "live", trigger_seconds=1.0)
+        topics = {"soak-telemetry": 4, "bench-notes": 1, "bench-alerts": 1}
+        handle = start_bench_broker(base, broker_dir, topics)
+        cfg = bench_config(root, handle.bootstrap, "live", "soak-telemetry", trigger_seconds=1.0)
         log.info("training the champion LSTM")
         results["model_uri"] = train_champion(cfg)
         wanted = int(args.rate * args.minutes * 60) + 1

@@ -1,22 +1,27 @@
 """Technicians' component notes with their true compliance label, written many ways.
 
 The regulation (DESIGN.md): a component manufactured before 1995, or in fair or poor
-condition, or made with plastic or iron, is out of compliance. A note states the
-manufacture year and usually the condition and the material, in one of many sentence
-shapes, with abbreviations ("mfd 1993", "cond.", "approx"), random casing and punctuation,
-and distractors (mileage, work orders, inspection years). A note that leaves the condition
-or the material out is judged on what it states.
+condition, or made with plastic or iron, is out of compliance. Facts are drawn first (year,
+condition, one or two materials) and the label is computed from them, never from the text;
+then the facts are written in one of many sentence shapes, with abbreviations, casing and
+distractors (mileage, work orders, inspection years). A note that leaves the condition or
+the material out is judged on what it states.
 
-Sentence shapes are split in two: training sees only `TRAIN_SHAPES`; `HELDOUT_SHAPES` are
-kept for testing, so a model is measured on phrasings it never saw. Everything is pure and
-seeded: the same seed gives the same notes.
+A share `messy` of the notes is written the way people type in a hurry (`note_style`):
+misspellings, shorthand years ('94, "mfd 94", 06/1994, "early nineties"), a component of
+two materials ("steel housing w/ plastic clips"), negations ("no plastic parts"), more
+unrelated numbers and sentences, and now and then no year at all ("no date stamp").
+
+Sentence shapes are split (`TRAIN_SHAPES`, `HELDOUT_SHAPES`) and so are misspellings
+(`note_style.SPELLINGS`), so a model is measured on phrasings and spellings it never saw.
+Everything is pure and seeded: the same seed gives the same notes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,166 +29,100 @@ import numpy as np
 import pandas as pd
 
 from core.contract import SCHEMA_VERSION
+from simulator.note_style import (
+    FIRST_YEAR,
+    LAST_YEAR,
+    NO_YEAR_PHRASES,
+    NO_YEAR_VALUES,
+    Spellings,
+    combined_materials,
+    distractor_values,
+    draw_material,
+    misspell,
+    negation,
+    year_form,
+)
+from simulator.note_words import (
+    BAD_CONDITIONS,
+    BAD_MATERIALS,
+    COMPONENT_PHRASES,
+    COMPONENTS,
+    CONDITION_PHRASES,
+    CUED_YEAR_PHRASES,
+    DISTRACTORS,
+    GOOD_CONDITIONS,
+    GOOD_MATERIALS,
+    HELDOUT_SHAPES,
+    MATERIAL_PHRASES,
+    MESSY_DISTRACTORS,
+    TRAIN_SHAPES,
+    YEAR_PHRASES,
+)
+
+__all__ = [
+    "BAD_CONDITIONS",
+    "BAD_MATERIALS",
+    "COMPONENTS",
+    "CUTOFF_YEAR",
+    "GOOD_CONDITIONS",
+    "GOOD_MATERIALS",
+    "HELDOUT_SHAPES",
+    "TRAIN_SHAPES",
+    "NoteFacts",
+    "generate_notes",
+    "is_non_compliant",
+    "notes_dataset",
+    "shapes_of",
+]
 
 CUTOFF_YEAR = 1995  # manufactured before this year: non-compliant
-FIRST_YEAR, LAST_YEAR = 1960, 2024
 
 Shapes = Literal["train", "heldout", "all"]
-
-# Canonical component name (the message's `component` field) -> ways technicians write it.
-COMPONENTS: dict[str, tuple[str, ...]] = {
-    "brake caliper": ("brake caliper", "brk caliper", "caliper", "front brake caliper"),
-    "alternator": ("alternator", "alt.", "alternator unit"),
-    "starter motor": ("starter motor", "starter", "strtr motor"),
-    "water pump": ("water pump", "coolant pump", "wtr pump"),
-    "fuel pump": ("fuel pump", "fuel pmp", "in-tank fuel pump"),
-    "radiator": ("radiator", "rad", "radiator core"),
-    "exhaust manifold": ("exhaust manifold", "exh. manifold", "exhaust mnfld"),
-    "control arm": ("control arm", "lower control arm", "ctrl arm", "wishbone"),
-    "wheel hub": ("wheel hub", "hub assembly", "hub assy"),
-    "engine mount": ("engine mount", "eng. mount", "motor mount"),
-    "steering rack": ("steering rack", "steering rack assy", "str rack"),
-    "oil pan": ("oil pan", "sump", "oil sump"),
-    "seat frame": ("seat frame", "driver seat frame"),
-    "door hinge": ("door hinge", "hinge", "rear door hinge"),
-    "bumper bracket": ("bumper bracket", "bumper mount", "bmpr bracket"),
-    "fuel tank": ("fuel tank", "gas tank", "tank"),
-    "intake manifold": ("intake manifold", "intake mnfld"),
-    "drive shaft": ("drive shaft", "driveshaft", "prop shaft"),
-    "battery tray": ("battery tray", "batt tray"),
-    "heat shield": ("heat shield", "heatshield"),
-    "coil spring": ("coil spring", "suspension spring", "spring"),
-    "wheel rim": ("wheel rim", "rim", "alloy wheel rim"),
-}
-
-# Material -> surface forms. Non-compliant materials: plastic and iron (any kind).
-GOOD_MATERIALS: tuple[str, ...] = (
-    "steel", "stainless steel", "stainless", "galvanised steel", "galvanized steel",
-    "forged steel", "aluminium", "aluminum", "alu", "alum.", "aluminium alloy", "titanium",
-    "carbon fibre", "carbon fiber", "cfrp", "copper", "brass", "bronze", "magnesium",
-    "magnesium alloy", "rubber", "reinforced rubber", "ceramic",
-)  # fmt: skip
-BAD_MATERIALS: tuple[str, ...] = (
-    "plastic", "abs plastic", "hard plastic", "moulded plastic", "molded plastic",
-    "plastic composite", "iron", "cast iron", "cast-iron", "wrought iron", "ductile iron",
-    "grey iron", "gray iron",
-)  # fmt: skip
-# Condition words. Non-compliant conditions: fair and poor.
-GOOD_CONDITIONS: tuple[str, ...] = (
-    "good", "very good", "excellent", "exc.", "like new", "like-new", "new", "as-new",
-    "mint", "great", "gd",
-)  # fmt: skip
-BAD_CONDITIONS: tuple[str, ...] = (
-    "fair", "poor", "very poor", "v. poor", "only fair", "fair to poor", "rather poor",
-    "fair-ish",
-)  # fmt: skip
-
-YEAR_PHRASES: tuple[str, ...] = (
-    "manufactured in {y}", "manufactured {y}", "mfd {y}", "mfd. {y}", "mfg {y}", "mfg. {y}",
-    "mfr date {y}", "built in {y}", "built {y}", "made in {y}", "produced in {y}",
-    "production year {y}", "prod. yr {y}", "yr {y}", "yr: {y}", "year {y}", "year: {y}",
-    "dated {y}", "dating from {y}", "from {y}", "circa {y}", "ca. {y}", "c. {y}",
-    "approx. {y}", "approx {y}", "manufactured approx. {y}", "made around {y}",
-    "manufactured around {y}", "{y} build", "{y}-built", "built circa {y}",
-    "date of manufacture {y}", "dom {y}", "MY{y}", "model year {y}",
-)  # fmt: skip
-CONDITION_PHRASES: tuple[str, ...] = (
-    "in {c} condition", "{c} condition", "condition {c}", "condition: {c}", "cond. {c}",
-    "cond {c}", "cond: {c}", "{c} cond.", "{c} cond", "rated {c}", "condition rated {c}",
-    "state: {c}", "in {c} shape", "{c} overall", "overall {c}", "looks {c}",
-    "assessed as {c}",
-)  # fmt: skip
-MATERIAL_PHRASES: tuple[str, ...] = (
-    "{m}", "made of {m}", "made from {m}", "{m} construction", "material: {m}",
-    "material {m}", "mat. {m}", "mat: {m}", "constructed of {m}", "{m} body",
-    "built from {m}", "all {m}", "{m} housing", "solid {m}",
-)  # fmt: skip
-COMPONENT_PHRASES: tuple[str, ...] = ("{p}", "{p}", "{p}", "the {p}", "{p} unit", "{p} part")
-
-# Slots: {P}/{Y}/{C}/{M} are phrases (component, year, condition, material), {p}/{y}/{c}/{m}
-# the bare values. A shape without a condition or material slot leaves that fact unstated.
-TRAIN_SHAPES: tuple[str, ...] = (
-    "{M} {p} {Y} {C}.",
-    "{P}: {m}, {Y}, {C}.",
-    "{P} - {M} - {Y} - {C}",
-    "{P}. {M}. {Y}. {C}.",
-    "{Y} {m} {p}, {C}.",
-    "{y} {m} {p} {C}",
-    "{p} / {m} / {y} / {c}",
-    "{p} ({m}), {Y}, {C}",
-    "Checked {p}: {C}, {M}, {Y}.",
-    "Inspected the {p}, {Y}, {M}, {C}.",
-    "{p} {Y}. Material {m}. {C}.",
-    "{C} {p} of {m}, {Y}.",
-    "{p} made of {m}, {Y}, currently {c}.",
-    "{m} {p}, {C}; {Y}",
-    "{P} is {m} and {C}, {Y}.",
-    "Found {P} {M} {Y}, {C}.",
-    "{p}: {C}. {Y}. {M}.",
-    "{Y}, {M}, {C} - {p}",
-    "{c} {m} {p} ({y})",
-    "{p} [{m}] [{y}] [{c}]",
-    "Removed {p} for inspection - {M}, {Y}, {C}.",
-    "Tech note: {p} - {m} - {C} - {Y}",
-    "{P} appears {c}; {Y}; {M}",
-    "The {p} is {m}, {Y}, {C}.",
-    "{y} {p}, {m}, {c}",
-    "{p} {m} {y} {c}",
-    "{p}, {m}, {y}",
-    "{M} {p}, {Y}.",
-    "{p} {Y}, {C}.",
-    "{P} {C}, {Y}",
-)
-HELDOUT_SHAPES: tuple[str, ...] = (
-    "Component: {p} | Material: {m} | Year: {y} | Condition: {c}",
-    "{C}. {Y}. {M}. That was the {p}.",
-    "Customer asked about the {p}; it is {m}, {C}, {Y}.",
-    "{y}; {c}; {m}; {p}",
-    "Looked at {p} - {m}, {c}, {Y}",
-    "Note: {Y} {p} ({m}), {C}",
-    "{M}, {C} {p}, {Y}.",
-    "On lift: {p}. {Y} part, {m}, {c}.",
-    "{p} => {m} / {Y} / {C}",
-    "{Y} and {C}: {M} {p}",
-    "{P}: {Y}; {M}.",
-)
-
-DISTRACTORS: tuple[str, ...] = (
-    "odometer {km} km", "{km} km on the clock", "mileage {mi} mi", "customer reports a rattle",
-    "no leaks found", "torque checked to {nm} Nm", "bay {bay}", "work order WO-{wo}",
-    "ref #{ref}", "ref {ref}", "inspected {iy}", "last serviced {iy}", "last service in {iy}",
-    "next check in {mo} months", "photos attached", "tech {initials}", "approx {h} h labour",
-    "part no. {pn}", "owner informed", "parts on order", "cleaned and lubricated",
-    "recheck at next visit", "re-torqued bolts", "ambient {temp} C",
-)  # fmt: skip
+COLUMNS = [
+    "text", "non_compliant", "shape", "component", "year", "condition", "material",
+    "materials", "messy",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
 class NoteFacts:
-    """What a note states; `None` means the note leaves that fact out."""
+    """What a note states; `None` (or no materials) means the note leaves that fact out."""
 
     component: str
-    year: int
+    year: int | None
     condition: str | None
-    material: str | None
+    materials: tuple[str, ...] = ()
+
+    @property
+    def material(self) -> str | None:
+        """The material that decides: the first non-compliant one, else the first one."""
+        bad = [m for m in self.materials if m in BAD_MATERIALS]
+        return bad[0] if bad else (self.materials[0] if self.materials else None)
 
     @property
     def non_compliant(self) -> bool:
         """The regulation, applied to the stated facts."""
         return (
-            self.year < CUTOFF_YEAR
+            (self.year is not None and self.year < CUTOFF_YEAR)
             or self.condition in BAD_CONDITIONS
-            or self.material in BAD_MATERIALS
+            or any(m in BAD_MATERIALS for m in self.materials)
         )
 
 
-def is_non_compliant(year: int, condition: str | None, material: str | None) -> bool:
+def is_non_compliant(
+    year: int | None, condition: str | None, material: str | Sequence[str] | None
+) -> bool:
     """True when a component breaks the regulation (before 1995, fair/poor, plastic/iron)."""
-    return NoteFacts("", year, condition, material).non_compliant
+    materials = (material,) if isinstance(material, str) else tuple(material or ())
+    return NoteFacts("", year, condition, materials).non_compliant
 
 
-def shapes_of(shapes: Shapes) -> tuple[str, ...]:
-    """The sentence shapes of a split: 'train', 'heldout' or 'all'."""
+def shapes_of(shapes: Shapes | Sequence[str]) -> tuple[str, ...]:
+    """The sentence shapes of a split ('train', 'heldout' or 'all'), or the shapes given."""
+    if not isinstance(shapes, str):
+        if not shapes:
+            raise ValueError("shapes must name a split or hold at least one shape")
+        return tuple(shapes)
     if shapes == "train":
         return TRAIN_SHAPES
     if shapes == "heldout":
@@ -193,13 +132,34 @@ def shapes_of(shapes: Shapes) -> tuple[str, ...]:
     raise ValueError(f"shapes must be 'train', 'heldout' or 'all', not {shapes!r}")
 
 
+@dataclass(frozen=True)
+class _Note:
+    text: str
+    stated: NoteFacts
+    shape: int
+    messy: bool
+
+
 class _NoteWriter:
     """Draws facts and writes them as text; all randomness comes from one seeded Random."""
 
-    def __init__(self, rng: random.Random, shapes: tuple[str, ...], violation_rate: float):
+    def __init__(
+        self,
+        rng: random.Random,
+        shapes: tuple[str, ...],
+        violation_rate: float,
+        messy: float = 0.0,
+        spellings: Spellings = "all",
+    ) -> None:
         self.rng, self.shapes, self.violation_rate = rng, shapes, violation_rate
+        self.messy, self.spellings = messy, spellings
 
-    def facts(self, component: str | None = None) -> NoteFacts:
+    def note(self, component: str | None = None) -> _Note:
+        """One note: facts drawn, then written tidily or messily."""
+        messy = self.messy > 0 and self.rng.random() < self.messy
+        return self.write(self.facts(component, messy), messy)
+
+    def facts(self, component: str | None = None, messy: bool = False) -> NoteFacts:
         rng = self.rng
         component = component or rng.choice(tuple(COMPONENTS))
         old = rng.random() < self.violation_rate
@@ -210,12 +170,16 @@ class _NoteWriter:
             year = rng.randint(1995, 1999) if rng.random() < 0.35 else rng.randint(1995, LAST_YEAR)
         bad_condition = rng.random() < self.violation_rate
         condition = rng.choice(BAD_CONDITIONS if bad_condition else GOOD_CONDITIONS)
-        bad_material = rng.random() < self.violation_rate
-        material = rng.choice(BAD_MATERIALS if bad_material else GOOD_MATERIALS)
-        return NoteFacts(component, year, condition, material)
+        materials = (draw_material(rng, self.violation_rate),)
+        if messy:
+            if rng.random() < 0.3:
+                materials += (draw_material(rng, self.violation_rate),)
+            if rng.random() < 0.04:
+                return NoteFacts(component, None, condition, materials)
+        return NoteFacts(component, year, condition, materials)
 
-    def write(self, facts: NoteFacts) -> tuple[str, NoteFacts, int]:
-        """(text, the facts the text states, index of its shape)."""
+    def write(self, facts: NoteFacts, messy: bool = False) -> _Note:
+        """The note's text, the facts it states and the index of its shape."""
         rng = self.rng
         index = rng.randrange(len(self.shapes))
         shape = self.shapes[index]
@@ -223,58 +187,63 @@ class _NoteWriter:
             facts.component,
             facts.year,
             facts.condition if ("{C}" in shape or "{c}" in shape) else None,
-            facts.material if ("{M}" in shape or "{m}" in shape) else None,
+            facts.materials if ("{M}" in shape or "{m}" in shape) else (),
         )
         part = rng.choice(COMPONENTS[facts.component])
+        material = facts.materials[0] if facts.materials else ""
+        if len(facts.materials) > 1:
+            material = combined_materials(facts.materials[0], facts.materials[1], rng)
+        year, year_phrase = self._year(facts.year, messy)
         slots = {
             "p": part,
-            "y": str(facts.year),
+            "y": year,
             "c": facts.condition or "",
-            "m": facts.material or "",
+            "m": material,
             "P": rng.choice(COMPONENT_PHRASES).format(p=part),
-            "Y": rng.choice(YEAR_PHRASES).format(y=facts.year),
+            "Y": year_phrase,
             "C": rng.choice(CONDITION_PHRASES).format(c=facts.condition or ""),
-            "M": rng.choice(MATERIAL_PHRASES).format(m=facts.material or ""),
+            "M": rng.choice(MATERIAL_PHRASES).format(m=material),
+            "x": self._distractor(facts.year, messy),
         }
         text = shape.format(**slots)
-        text = self._add_distractors(text, facts.year)
-        return self._restyle(text), stated, index
+        if messy and rng.random() < 0.2:
+            said = negation(stated.materials, rng)
+            text = self._join(text, said) if said else text
+        text = self._add_distractors(text, facts.year, messy)
+        if messy:
+            text = misspell(text, rng, self.spellings)
+        return _Note(self._restyle(text), stated, index, messy)
 
-    def _add_distractors(self, text: str, year: int) -> str:
+    def _year(self, year: int | None, messy: bool) -> tuple[str, str]:
+        """(the bare year, a year phrase) as this note writes them."""
         rng = self.rng
-        for _ in range(rng.choices((0, 1, 2), weights=(0.45, 0.4, 0.15))[0]):
-            phrase = rng.choice(DISTRACTORS).format(
-                km=self._number(),
-                mi=self._code(1_000, 180_000),
-                nm=rng.randint(20, 250),
-                bay=rng.randint(1, 12),
-                wo=self._code(10_000, 99_999),
-                ref=self._code(100, 99_999),
-                # Service happens after manufacture, never before.
-                iy=rng.randint(max(year, 2005), LAST_YEAR),
-                mo=rng.choice((3, 6, 12, 18)),
-                initials=rng.choice(("JS", "A.K.", "mb", "R. Diaz", "T.O.")),
-                h=rng.choice(("0.5", "1", "1.5", "2", "3")),
-                pn=f"{rng.choice('ABKXZ')}{self._code(1000, 99999)}",
-                temp=rng.randint(-10, 35),
-            )
-            sep = rng.choice((". ", ", ", "; ", " - "))
-            if rng.random() < 0.7:
-                text = f"{text.rstrip('.!')}{sep}{phrase}"
-            else:
-                text = f"{phrase}{sep}{text}"
+        if year is None:
+            return rng.choice(NO_YEAR_VALUES), rng.choice(NO_YEAR_PHRASES)
+        phrase = rng.choice(YEAR_PHRASES)
+        if not messy or rng.random() < 0.5:
+            return str(year), phrase.format(y=year)
+        cued = phrase in CUED_YEAR_PHRASES
+        written = year_form(year, rng, cued)
+        if phrase.startswith("MY") and not written.isdigit():
+            written = f"{year % 100:02d}"  # "MY94"; "MYearly 90s" is no one's shorthand
+        return year_form(year, rng, cued=False), phrase.format(y=written)
+
+    def _distractor(self, year: int | None, messy: bool) -> str:
+        rng = self.rng
+        pool = DISTRACTORS + MESSY_DISTRACTORS if messy else DISTRACTORS
+        return rng.choice(pool).format(**distractor_values(rng, year))
+
+    def _join(self, text: str, phrase: str) -> str:
+        sep = self.rng.choice((". ", ", ", "; ", " - "))
+        if self.rng.random() < 0.7:
+            return f"{text.rstrip('.!')}{sep}{phrase}"
+        return f"{phrase}{sep}{text}"
+
+    def _add_distractors(self, text: str, year: int | None, messy: bool) -> str:
+        weights = (0.3, 0.4, 0.3) if messy else (0.45, 0.4, 0.15)
+        for _ in range(self.rng.choices((0, 1, 2), weights=weights)[0]):
+            text = self._join(text, self._distractor(year, messy))
         return text
-
-    def _number(self) -> str:
-        value = self._code(2_000, 350_000)
-        return f"{value:,}" if self.rng.random() < 0.4 else str(value)
-
-    def _code(self, low: int, high: int) -> int:
-        # A third of reference numbers and mileages look like years ("ref 1983"): only the
-        # words around a number say whether it is the manufacture year.
-        if self.rng.random() < 0.35:
-            return self.rng.randint(FIRST_YEAR - 60, LAST_YEAR)
-        return self.rng.randint(low, high)
 
     def _restyle(self, text: str) -> str:
         rng = self.rng
@@ -299,33 +268,48 @@ class _NoteWriter:
 
 
 def notes_dataset(
-    n: int, seed: int, shapes: Shapes = "train", violation_rate: float = 0.2
+    n: int,
+    seed: int,
+    shapes: Shapes | Sequence[str] = "train",
+    violation_rate: float = 0.2,
+    *,
+    messy: float = 0.0,
+    spellings: Spellings = "all",
 ) -> pd.DataFrame:
     """`n` labelled notes for training and testing, written only in the given shapes.
 
-    Columns: text, non_compliant, shape (index into the split's shapes), component, year,
-    condition and material (None when the note leaves it out). Each of the three
-    violations occurs with `violation_rate`, so 0.2 gives about half non-compliant notes.
+    `messy` is the share of notes typed in a hurry, misspelled only with the `spellings`
+    split's misspellings. Columns: text, non_compliant, shape (index into the shapes),
+    component, year (missing when unstated), condition and material (None when the note
+    leaves it out; material is the one that decides), materials (all, `;`-separated) and
+    messy. Each of the three violations occurs with `violation_rate`, so 0.2 gives about
+    half non-compliant notes.
     """
     if n < 0:
         raise ValueError(f"n must be at least 0, got {n}")
-    writer = _NoteWriter(random.Random(seed), shapes_of(shapes), violation_rate)
+    if not 0.0 <= messy <= 1.0:
+        raise ValueError(f"messy must be a share between 0 and 1, got {messy}")
+    writer = _NoteWriter(random.Random(seed), shapes_of(shapes), violation_rate, messy, spellings)
     rows = []
     for _ in range(n):
-        text, stated, index = writer.write(writer.facts())
+        note = writer.note()
+        stated = note.stated
         rows.append(
-            {
-                "text": text,
-                "non_compliant": stated.non_compliant,
-                "shape": index,
-                "component": stated.component,
-                "year": stated.year,
-                "condition": stated.condition,
-                "material": stated.material,
-            }
+            (
+                note.text,
+                stated.non_compliant,
+                note.shape,
+                stated.component,
+                stated.year,
+                stated.condition,
+                stated.material,
+                ";".join(stated.materials),
+                note.messy,
+            )
         )
-    columns = ["text", "non_compliant", "shape", "component", "year", "condition", "material"]
-    return pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["year"] = frame["year"].astype("Int64")
+    return frame
 
 
 def generate_notes(
@@ -335,12 +319,14 @@ def generate_notes(
     seed: int,
     notes_per_car_per_year: float = 2.0,
     violation_rate: float = 0.1,
+    messy: float = 0.0,
 ) -> Iterator[dict]:
     """Notes for a fleet over `days` days, in `written_at` order, one day at a time.
 
     Each is a component-notes contract message (schema version 1) plus the truth key
-    `non_compliant`, which the simulator strips before sending. Memory stays flat: only one
-    day's notes exist at a time.
+    `non_compliant`, which the simulator strips before sending; `messy` is the share typed
+    in a hurry (every shape and misspelling may occur). Memory stays flat: only one day's
+    notes exist at a time.
     """
     if days < 0 or notes_per_car_per_year < 0:
         raise ValueError("days and notes_per_car_per_year must not be negative")
@@ -348,7 +334,7 @@ def generate_notes(
         return
     start = dt.date.fromisoformat(start_date) if isinstance(start_date, str) else start_date
     counts = np.random.default_rng(seed)
-    writer = _NoteWriter(random.Random(f"notes-{seed}"), shapes_of("all"), violation_rate)
+    writer = _NoteWriter(random.Random(f"notes-{seed}"), shapes_of("all"), violation_rate, messy)
     per_day = len(car_ids) * notes_per_car_per_year / 365.0
     serial = 0
     for offset in range(days):
@@ -360,8 +346,7 @@ def generate_notes(
         seconds = np.sort(counts.integers(7 * 3600, 19 * 3600, size=n))  # workshop hours
         for car, second in zip(cars, seconds, strict=True):
             serial += 1
-            facts = writer.facts()
-            text, stated, _ = writer.write(facts)
+            note = writer.note()
             written = dt.datetime.combine(day, dt.time(), dt.timezone.utc) + dt.timedelta(
                 seconds=int(second)
             )
@@ -369,8 +354,8 @@ def generate_notes(
                 "schema_version": SCHEMA_VERSION,
                 "note_id": f"N{seed}-{serial:08d}",
                 "car_id": str(car_ids[int(car)]),
-                "component": stated.component,
-                "text": text,
+                "component": note.stated.component,
+                "text": note.text,
                 "written_at": written.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "non_compliant": stated.non_compliant,
+                "non_compliant": note.stated.non_compliant,
             }

@@ -9,6 +9,7 @@ null, so an existing lake keeps working.
 from __future__ import annotations
 
 import logging
+import re
 
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
@@ -234,6 +235,7 @@ def ensure_tables(spark: SparkSession, cfg: PitstopConfig) -> dict[str, str]:
             table = DeltaTable.forPath(spark, path)
             _add_missing_columns(spark, name, path, table, schema)
         else:
+            _clear_aborted_creation(spark, path)
             builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
             for key, value in TABLE_PROPERTIES[name].items():
                 builder = builder.property(key, value)
@@ -245,6 +247,31 @@ def ensure_tables(spark: SparkSession, cfg: PitstopConfig) -> dict[str, str]:
             spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({settings})")
         paths[name] = path
     return paths
+
+
+# A commit (NNN.json), its checksum, a checkpoint of any kind or a compacted log: any of them
+# means the table exists. Temporary files start with a dot and never match.
+_COMMITTED = re.compile(r"\d{20}\..+|_last_checkpoint")
+
+
+def _clear_aborted_creation(spark: SparkSession, path: str) -> None:
+    """Remove a `_delta_log` that holds no commit at all: what a job killed while creating
+    the table leaves (`_staged_commits/`, temporary files). Delta neither reads such a
+    log as a table nor creates one over it, so without this every later start fails."""
+    jvm = spark.sparkContext._jvm
+    log_dir = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/_delta_log")
+    fs = log_dir.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(log_dir):
+        return
+    names = [status.getPath().getName() for status in fs.listStatus(log_dir)]
+    if any(_COMMITTED.fullmatch(name) for name in names):
+        return
+    log.warning(
+        "%s/_delta_log holds no commit (a creation was interrupted: %s); creating the table afresh",
+        path,
+        ", ".join(sorted(names)) or "empty",
+    )
+    fs.delete(log_dir, True)
 
 
 def _add_missing_columns(

@@ -189,33 +189,124 @@ def train_automl_command(
     _print_promotion(result.promoted, result.champion_version, cfg.mlflow.alias, forced)
 
 
+@one_sentence_errors
 def train_compliance_command(
-    epochs: Annotated[int, typer.Option(min=1, help="passes over the training notes")] = 5,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="labelled notes, CSV or JSONL: `text` and `non_compliant` (0/1, true/false) "
+            "or `label` (compliant/non-compliant) [default: notes the simulator writes; "
+            "refused when the lake is remote]",
+        ),
+    ] = None,
+    eval_data: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--eval-data",
+            help="more labelled notes (CSV or JSONL) to score and report only, never to fit, "
+            "choose or promote; repeatable",
+        ),
+    ] = None,
+    simulated: Annotated[
+        bool,
+        typer.Option("--simulated", help="train on the simulator's notes even with a remote lake"),
+    ] = False,
+    candidates: Annotated[
+        str | None,
+        typer.Option(help="comma-separated candidates [default: tfidf_year, tfidf, network]"),
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="passes of the network over the notes")] = 5,
     seed: Annotated[int, typer.Option(help="seed of the training notes and weights")] = 0,
     force: Annotated[
         bool, typer.Option(help="make this version the champion even if it is not better")
     ] = False,
 ) -> None:
     """Train the component-compliance classifier, register it, promote it if it is better."""
-    from apps.training_data import train_compliance_on_simulated_notes
+    from dataclasses import replace
 
-    cfg = load_config()
-    result = train_compliance_on_simulated_notes(
-        cfg, epochs=epochs, seed=seed, force=force, progress=True
+    from apps.training_data import (
+        compliance_notes_from_file,
+        evaluation_sets,
+        refuse_simulated_notes_on_remote_lake,
+        train_compliance_on_simulated_notes,
     )
+    from models.training.compliance import CANDIDATES, train_compliance
+
+    quiet_mlflow()
+    cfg = load_config()
+    chosen = tuple(c.strip() for c in (candidates or "").split(",") if c.strip())
+    options: dict[str, Any] = {"epochs": epochs, "seed": seed, "force": force, "progress": True}
+    options["candidates"] = chosen or tuple(CANDIDATES)
+    if data is None:
+        if not simulated:
+            refuse_simulated_notes_on_remote_lake(cfg)
+        console.print("Training on notes the simulator writes (held-out shapes and spellings)")
+        result = train_compliance_on_simulated_notes(cfg, eval_data=eval_data or (), **options)
+        held_out = "Held-out notes (unseen sentence shapes and misspellings)"
+    else:
+        notes, loaded = compliance_notes_from_file(data)
+        _print_rejected(loaded)
+        console.print(
+            f"Training on {len(loaded.notes):,} labelled notes from {data}: "
+            f"{len(notes.train):,} to fit, {len(notes.val):,} to validate, "
+            f"{len(notes.holdout):,} held out"
+        )
+        notes = replace(notes, extra=evaluation_sets(eval_data or ()))
+        result = train_compliance(cfg, notes, **options)
+        held_out = "Held-out notes (10% of the file)"
+    _print_compliance_result(result, held_out)
+
+
+def _print_rejected(loaded: Any, shown: int = 5) -> None:
+    """How many rows of the user's file were set aside, and the first few with the reason."""
+    rejected = loaded.rejected
+    if rejected.empty:
+        return
+    console.print(
+        f"[yellow]Set aside {len(rejected):,} row(s) of {loaded.source}[/yellow] "
+        f"(the first {min(shown, len(rejected))}):"
+    )
+    for row in rejected.head(shown).itertuples(index=False):
+        console.print(f"  row {row.row}: {row.reason}")
+
+
+def _print_compliance_result(result: Any, held_out: str) -> None:
+    table = Table(title="Candidates", box=box.SIMPLE_HEAD)
+    for column in ("candidate", "val loss", "val acc", "held-out acc", "fit s"):
+        table.add_column(column, justify="left" if column == "candidate" else "right")
+    for row in result.candidates.to_dict("records"):
+        mark = " *" if row["chosen"] else ""
+        table.add_row(
+            f"{row['candidate']}{mark}",
+            f"{row.get('val_loss', float('nan')):.4f}",
+            f"{row.get('val_accuracy', float('nan')):.4f}",
+            f"{row.get('eval_accuracy', float('nan')):.4f}",
+            f"{row.get('fit_seconds', float('nan')):.1f}",
+        )
+    console.print(table)
     metrics = result.metrics
     console.print(
-        f"Held-out notes (unseen sentence shapes): accuracy {metrics['eval_accuracy']:.4f}, "
+        f"{held_out}: accuracy {metrics['eval_accuracy']:.4f}, "
         f"recall non-compliant {metrics['eval_recall_non_compliant']:.4f}, "
         f"recall compliant {metrics['eval_recall_compliant']:.4f}, "
         f"loss {metrics['eval_loss']:.5f}"
     )
+    for key in sorted(k for k in metrics if k.endswith("_accuracy") and "." not in k):
+        name = key.removesuffix("_accuracy")
+        if name in ("eval", "val", "train"):
+            continue
+        console.print(
+            f"{name} (evaluation only): accuracy {metrics[key]:.4f}, recall non-compliant "
+            f"{metrics[f'{name}_recall_non_compliant']:.4f}, recall compliant "
+            f"{metrics[f'{name}_recall_compliant']:.4f}"
+        )
     verdict = "now the champion" if result.promoted else "champion unchanged"
     if result.champion_version and not result.promoted:
         verdict += f" (v{result.champion_version} is as good or better)"
     console.print(
-        f"Registered {result.model_name} version {result.version}: {verdict}; "
-        f"trained in {result.seconds:.0f} s"
+        f"Registered {result.model_name} version {result.version} ({result.chosen}): "
+        f"{verdict}; trained in {result.seconds:.0f} s"
     )
     console.print(f"MLflow run ID: {result.run_id}")
 

@@ -2,8 +2,9 @@
 
 Contract: input a DataFrame with a string column `text` (other columns are ignored);
 output a 1-D float64 array, the probability that each note describes a non-compliant
-component. The tokenizer travels inside the model's artifact folder, so a registered
-version is self-contained.
+component. Whichever kind the training chose -- the network (weights and tokenizer) or the
+n-gram baseline (its fitted pipeline) -- travels inside the model's artifact folder, so a
+registered version is self-contained.
 """
 
 from __future__ import annotations
@@ -72,25 +73,28 @@ def note_texts(model_input: pd.DataFrame | dict[str, Any] | list[str]) -> list[s
 
 
 class CompliancePythonModel(mlflow.pyfunc.PythonModel):
-    """Pyfunc wrapper: rebuilds tokenizer and network from the `classifier` artifact folder."""
+    """Pyfunc wrapper: rebuilds the classifier (network or n-gram baseline) from the
+    `classifier` artifact folder."""
 
     def __init__(self) -> None:
-        self._model: Any = None
-        self._tokenizer: Any = None
+        self._classifier: Any = None
 
     def load_context(self, context: Any) -> None:
-        """Load weights, spec and tokenizer."""
-        from models.compliance.classifier import load_classifier
+        """Load whichever kind of classifier the artifact folder holds."""
+        from models.compliance.kinds import load_text_classifier
 
-        self._model, self._tokenizer = load_classifier(context.artifacts[CLASSIFIER_ARTIFACT])
+        self._classifier = load_text_classifier(context.artifacts[CLASSIFIER_ARTIFACT])
+
+    @property
+    def kind(self) -> str:
+        """'network' or 'ngram'."""
+        return self._classifier.kind if self._classifier is not None else ""
 
     def predict_texts(self, texts: list[str]) -> np.ndarray:
         """Probabilities for plain strings (no DataFrame, no checks): the scoring fast path."""
-        from models.compliance.classifier import predict_proba
-
-        if self._model is None:
+        if self._classifier is None:
             raise RuntimeError("The classifier is not loaded; load the model through MLflow.")
-        return predict_proba(self._model, self._tokenizer, texts)
+        return self._classifier.predict_proba(texts)
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
@@ -99,33 +103,38 @@ class CompliancePythonModel(mlflow.pyfunc.PythonModel):
         return self.predict_texts(note_texts(model_input))
 
 
-def compliance_requirements() -> list[str]:
-    """pip requirements of the pyfunc, stated so logging does not infer them (slow)."""
-    import torch
+def compliance_requirements(kind: str = "network") -> list[str]:
+    """pip requirements of the pyfunc for a model `kind`, stated so logging does not infer
+    them (slow)."""
+    pins = {"mlflow": mlflow.__version__, "numpy": np.__version__, "pandas": pd.__version__}
+    if kind == "network":
+        import torch
 
-    pins = {
-        "mlflow": mlflow.__version__,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "torch": torch.__version__.split("+")[0],
-    }
+        pins["torch"] = torch.__version__.split("+")[0]
+    else:
+        import scipy
+        import sklearn
+        import skops
+
+        pins["scikit-learn"] = sklearn.__version__
+        pins["scipy"] = scipy.__version__
+        pins["skops"] = skops.__version__
     return [f"{package}=={version}" for package, version in pins.items()]
 
 
 def log_compliance_model(
-    model: Any, tokenizer: Any, workdir: str | Path, name: str = "model"
+    classifier: Any, workdir: str | Path, name: str = "model"
 ) -> mlflow.models.model.ModelInfo:
-    """Log a trained classifier in the active run as the contract pyfunc."""
-    from models.compliance.classifier import save_classifier
-
-    folder = save_classifier(model, tokenizer, Path(workdir) / CLASSIFIER_ARTIFACT)
+    """Log a fitted classifier (`kinds.TextClassifier`) in the active run as the contract
+    pyfunc."""
+    folder = classifier.save(Path(workdir) / CLASSIFIER_ARTIFACT)
     return mlflow.pyfunc.log_model(
         name=name,
         python_model=CompliancePythonModel(),
         artifacts={CLASSIFIER_ARTIFACT: str(folder)},
         signature=compliance_signature(),
         input_example=compliance_input_example(),
-        pip_requirements=compliance_requirements(),
+        pip_requirements=compliance_requirements(classifier.kind),
     )
 
 
@@ -173,18 +182,16 @@ def load_compliance_classifier(
     """Load the classifier at `model_uri` (`models:/name@alias`, `models:/name/3`, `runs:/...`).
 
     `torch_threads` caps torch's threads in this process (one per Spark task is fastest on
-    a shared machine, DESIGN.md); None leaves torch as it is.
+    a shared machine, DESIGN.md) when the model is the network; None leaves torch as it is.
     """
     from mlflow.exceptions import MlflowException
 
-    name, version, uri = resolve_model_uri(model_uri)
-    if torch_threads is not None:
-        import torch
+    from models.compliance.text import ComplianceModelError
 
-        torch.set_num_threads(torch_threads)
+    name, version, uri = resolve_model_uri(model_uri)
     try:
         loaded = mlflow.pyfunc.load_model(uri)
-    except (MlflowException, OSError) as exc:
+    except (MlflowException, OSError, ComplianceModelError) as exc:
         raise ComplianceModelUnavailableError(
             f"Could not load the compliance model {model_uri} ({type(exc).__name__}); "
             "check the URI or run `pitstop train compliance`."
@@ -194,7 +201,17 @@ def load_compliance_classifier(
         raise ComplianceModelUnavailableError(
             f"{model_uri} is not a Pitstop compliance classifier ({type(python_model).__name__})."
         )
-    log.info("Loaded compliance classifier %s version %s from %s", name, version, uri)
+    if torch_threads is not None and python_model.kind == "network":
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    log.info(
+        "Loaded compliance classifier %s version %s (%s) from %s",
+        name,
+        version,
+        python_model.kind,
+        uri,
+    )
     return ComplianceClassifier(
         name=name, version=version, model_uri=uri, python_model=python_model
     )

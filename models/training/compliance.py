@@ -1,12 +1,18 @@
 """Train the compliance classifier, track it in MLflow, register it, promote it only if better.
 
-The caller hands in the labelled notes (`NoteSets`): training and validation notes, and
-evaluation (held-out) notes that every run -- and the current champion, re-scored here -- is
-judged on. `apps.training_data.compliance_notes` draws them from the simulator's notes
-generator, the held-out ones in sentence shapes training never sees, with a fixed seed. The
-champion alias moves when the new version has a lower held-out
-log loss (a proper score: it rewards confident right answers and punishes confident
-wrong ones), when there is no champion yet, or when forced.
+The caller hands in the labelled notes (`NoteSets`): training and validation notes, held-out
+notes that every run -- and the current champion, re-scored here -- is judged on, and
+optional evaluation-only sets (hand-written notes, say) that are scored and reported but
+never used to fit, choose or promote. `apps.training_data` draws them from the user's file
+or the simulator's notes generator.
+
+Candidates compete on the validation notes (`CANDIDATES`): the network (a CNN over tokens,
+`models.compliance.classifier`) and a strong simple baseline (character and word n-gram
+TF-IDF + logistic regression), with and without the explicitly read manufacture year. Every
+candidate is logged; the one with the lowest validation log loss is registered. The
+champion alias moves when the new version has a lower held-out log loss (a proper score: it
+rewards confident right answers and punishes confident wrong ones), when there is no
+champion yet, or when forced.
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +41,16 @@ from models.training.template import TrainingPlan, run_training
 log = logging.getLogger(__name__)
 
 PRIMARY_METRIC = "eval_loss"
+CHOICE_METRIC = "val_loss"
+# name -> what it is; the order breaks exact ties (simplest first).
+CANDIDATES: dict[str, str] = {
+    "tfidf_year": (
+        "TF-IDF char+word n-grams of the spelling-corrected text + manufacture-year features, "
+        "logistic regression"
+    ),
+    "tfidf": "TF-IDF char+word n-grams, logistic regression",
+    "network": "CNN over words, character n-grams and digits",
+}
 
 
 class ComplianceTrainingError(PitstopError):
@@ -44,13 +61,16 @@ class ComplianceTrainingError(PitstopError):
 class NoteSets:
     """Labelled notes (columns `text`, `non_compliant`) to train on, validate on and judge by.
 
-    `params` says how they were drawn; it is logged with the run.
+    `extra` holds evaluation-only sets by name. `params` says how the notes were drawn; it
+    is logged with the run.
     """
 
     train: pd.DataFrame
     val: pd.DataFrame
     holdout: pd.DataFrame
     params: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, pd.DataFrame] = field(default_factory=dict)
+    source: str = "the simulator"
 
 
 @dataclass(frozen=True)
@@ -66,6 +86,38 @@ class ComplianceTrainResult:
     champion_metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    chosen: str = ""
+    candidates: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+@dataclass
+class ComplianceFit:
+    """Every fitted candidate, its validation metrics and the one chosen."""
+
+    classifiers: dict[str, Any]
+    val_metrics: dict[str, dict[str, float]]
+    chosen: str
+
+    @property
+    def classifier(self) -> Any:
+        """The chosen candidate (a `models.compliance.kinds.TextClassifier`)."""
+        return self.classifiers[self.chosen]
+
+
+def choose_candidate(val_metrics: dict[str, dict[str, float]]) -> str:
+    """The candidate with the lowest validation log loss; then higher validation accuracy,
+    then the simpler one (`CANDIDATES` order) breaks ties."""
+    if not val_metrics:
+        raise ComplianceTrainingError("No candidate was trained.")
+    order = {name: i for i, name in enumerate(CANDIDATES)}
+    return min(
+        val_metrics,
+        key=lambda n: (
+            val_metrics[n]["loss"],
+            -val_metrics[n]["accuracy"],
+            order.get(n, len(order)),
+        ),
+    )
 
 
 def train_compliance(
@@ -80,16 +132,24 @@ def train_compliance(
     threads: int | None = None,
     progress: bool = False,
     register: bool = True,
+    candidates: Sequence[str] = tuple(CANDIDATES),
 ) -> ComplianceTrainResult:
-    """Train, log, register and (if better or forced) promote one classifier version.
+    """Train every candidate, log them, register the best on validation and (if better than
+    the champion on the holdout, or forced) promote it.
 
-    `seed` initialises the network. `threads` (default: up to 2) sets torch's threads
-    for the run only; `progress` shows a rich bar per epoch.
+    `seed` initialises the network. `threads` (default: up to 2) sets torch's threads for
+    the run only; `progress` shows a rich bar per network epoch.
     """
     import torch
 
     if epochs < 1 or min(len(notes.train), len(notes.val), len(notes.holdout)) < 1:
         raise ComplianceTrainingError("epochs and every data set size must be at least 1.")
+    unknown = [c for c in candidates if c not in CANDIDATES]
+    if unknown or not candidates:
+        raise ComplianceTrainingError(
+            f"Unknown candidate {unknown[0] if unknown else '(none)'}; "
+            f"choose from {', '.join(CANDIDATES)}."
+        )
     started = time.perf_counter()
     settings = {
         "epochs": epochs,
@@ -97,7 +157,7 @@ def train_compliance(
         "batch_size": batch_size,
         "learning_rate": learning_rate,
     }
-    job = _ClassifierJob(cfg, notes, settings, progress)
+    job = _ClassifierJob(cfg, notes, settings, progress, tuple(candidates))
     previous_threads = torch.get_num_threads()
     # Training is the one place where more than one thread pays; the box is shared.
     torch.set_num_threads(threads or min(2, os.cpu_count() or 1))
@@ -105,7 +165,9 @@ def train_compliance(
         outcome = run_training(cfg, job.plan(), force=force, register=register, started=started)
     finally:
         torch.set_num_threads(previous_threads)
-    log.info("Held-out accuracy %.4f", outcome.metrics["eval_accuracy"])
+    fit: ComplianceFit = outcome.fitted
+    log.info("Chose %s; held-out accuracy %.4f", fit.chosen, outcome.metrics["eval_accuracy"])
+    network = fit.classifiers.get("network")
     return ComplianceTrainResult(
         run_id=outcome.run_id,
         model_name=outcome.model_name,
@@ -115,32 +177,68 @@ def train_compliance(
         champion_version=outcome.champion_version,
         champion_metrics=outcome.champion_metrics,
         seconds=outcome.seconds,
-        history=pd.DataFrame([asdict(s) for s in outcome.fitted.history]),
+        history=pd.DataFrame([asdict(s) for s in network.history]) if network else pd.DataFrame(),
+        chosen=fit.chosen,
+        candidates=candidate_table(outcome.metrics, fit),
     )
+
+
+def candidate_table(metrics: dict[str, float], fit: ComplianceFit) -> pd.DataFrame:
+    """One row per candidate: validation, holdout and extra-set figures (its `<name>.*`
+    metrics), fit time, and whether it was chosen."""
+    rows = []
+    for name in fit.classifiers:
+        row: dict[str, Any] = {"candidate": name, "chosen": name == fit.chosen}
+        for key, value in metrics.items():
+            if key.startswith(f"{name}."):
+                row[key[len(name) + 1 :]] = value
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def metric_prefix(name: str) -> str:
+    """A set's name as a metric prefix: lower case letters, digits and underscores."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "extra"
+
+
+def score_sets(classifier: Any, sets: dict[str, pd.DataFrame]) -> dict[str, float]:
+    """`<set>_<metric>` of one classifier on each labelled set."""
+    from models.compliance.classifier import classification_metrics
+
+    metrics = {}
+    for name, frame in sets.items():
+        probs = classifier.predict_proba(frame["text"].tolist())
+        scored = classification_metrics(frame["non_compliant"], probs)
+        metrics.update({f"{name}_{k}": v for k, v in scored.items()})
+    return metrics
 
 
 @dataclass(frozen=True)
 class _ClassifierJob:
-    """The classifier's steps of the training template, on one set of notes."""
+    """The compliance steps of the training template, on one set of notes."""
 
     cfg: PitstopConfig
     notes: NoteSets
     settings: dict[str, Any]  # epochs, seed, batch_size, learning_rate
     progress: bool
+    candidates: tuple[str, ...]
 
-    def plan(self) -> TrainingPlan[Any]:
+    def plan(self) -> TrainingPlan[ComplianceFit]:
         notes = self.notes
         return TrainingPlan(
             name="compliance",
-            kind="compliance-cnn",
+            kind="compliance",
             model_name=self.cfg.mlflow.models.compliance,
             alias=self.cfg.mlflow.alias,
             primary_metric=PRIMARY_METRIC,
             params={
                 **self.settings,
+                "candidates": ",".join(self.candidates),
+                "data_source": notes.source,
                 "train_notes": len(notes.train),
                 "val_notes": len(notes.val),
                 "holdout_notes": len(notes.holdout),
+                **{f"{metric_prefix(k)}_notes": len(v) for k, v in notes.extra.items()},
                 **notes.params,
             },
             fit=self.fit,
@@ -148,15 +246,43 @@ class _ClassifierJob:
             log_model=self.log_model,
             score_champion=self.score_champion,
             lower_is_better=True,
-            version_tags={"model_kind": "compliance-cnn"},
+            document=self.document,
         )
 
-    def fit(self) -> Any:
+    def fit(self) -> ComplianceFit:
+        from models.compliance.baseline import PLAIN, NgramSettings, fit_ngram_classifier
+        from models.compliance.classifier import classification_metrics
+
+        train, val = self.notes.train, self.notes.val
+        classifiers: dict[str, Any] = {}
+        for name in self.candidates:
+            if name == "network":
+                classifiers[name] = self._fit_network()
+                continue
+            classifiers[name] = fit_ngram_classifier(
+                train["text"].tolist(),
+                train["non_compliant"].tolist(),
+                NgramSettings() if name == "tfidf_year" else PLAIN,
+                name=name,
+            )
+        val_metrics = {
+            name: classification_metrics(
+                val["non_compliant"], clf.predict_proba(val["text"].tolist())
+            )
+            for name, clf in classifiers.items()
+        }
+        chosen = choose_candidate(val_metrics)
+        mlflow.set_tags({"pitstop.compliance_candidate": chosen})
+        log.info("Candidates on validation: %s; chose %s", _summary(val_metrics), chosen)
+        return ComplianceFit(classifiers, val_metrics, chosen)
+
+    def _fit_network(self) -> Any:
         from models.compliance.classifier import fit_classifier
+        from models.compliance.kinds import NetworkClassifier
 
         train, val, s = self.notes.train, self.notes.val, self.settings
         with _epoch_progress(self.progress, s["epochs"], len(train), s["batch_size"]) as on_batch:
-            return fit_classifier(
+            fit = fit_classifier(
                 train["text"].tolist(),
                 train["non_compliant"].tolist(),
                 val["text"].tolist(),
@@ -165,27 +291,34 @@ class _ClassifierJob:
                 on_batch=on_batch,
                 on_epoch=_log_epoch,
             )
-
-    def evaluate(self, fit: Any) -> dict[str, float]:
-        from models.compliance.classifier import classification_metrics, predict_proba
-
         mlflow.log_params({"vocabulary": len(fit.tokenizer.vocab), **asdict(fit.model.spec)})
-        val, holdout = self.notes.val, self.notes.holdout
-        val_probs = predict_proba(fit.model, fit.tokenizer, val["text"].tolist())
-        val_metrics = classification_metrics(val["non_compliant"], val_probs)
-        probs = predict_proba(fit.model, fit.tokenizer, holdout["text"].tolist())
-        eval_metrics = classification_metrics(holdout["non_compliant"], probs)
-        metrics = {f"eval_{k}": v for k, v in eval_metrics.items()}
-        metrics.update({f"val_{k}": v for k, v in val_metrics.items() if k != "loss"})
-        metrics["fit_seconds"] = fit.seconds
         _log_history(pd.DataFrame([asdict(s) for s in fit.history]))
+        return NetworkClassifier(fit.model, fit.tokenizer, fit.history, fit.seconds)
+
+    def evaluate(self, fit: ComplianceFit) -> dict[str, float]:
+        """Every candidate as `<name>.<set>_<metric>`; the chosen one also unprefixed
+        (`eval_*` on the holdout, `<set>_*` on the extra sets, `fit_seconds`)."""
+        notes = self.notes
+        extra = {metric_prefix(k): v for k, v in notes.extra.items()}
+        metrics: dict[str, float] = {}
+        for name, classifier in fit.classifiers.items():
+            scored = score_sets(classifier, {"val": notes.val, "eval": notes.holdout, **extra})
+            metrics.update({f"{name}.{k}": v for k, v in scored.items()})
+            metrics[f"{name}.fit_seconds"] = classifier.seconds
+        prefix = f"{fit.chosen}."
+        for key, value in list(metrics.items()):
+            # Validation figures of the chosen one stay prefixed: the network's per-epoch
+            # curve owns `val_loss` and `val_accuracy`.
+            if key.startswith(prefix) and not key.startswith(f"{prefix}val_"):
+                metrics[key[len(prefix) :]] = value
+        _log_candidates(candidate_table(metrics, fit))
         return metrics
 
-    def log_model(self, fit: Any, artifact: str) -> None:
+    def log_model(self, fit: ComplianceFit, artifact: str) -> None:
         from models.compliance.pyfunc import log_compliance_model
 
         with tempfile.TemporaryDirectory() as workdir:
-            log_compliance_model(fit.model, fit.tokenizer, workdir, name=artifact)
+            log_compliance_model(fit.classifier, workdir, name=artifact)
 
     def score_champion(self, uri: str) -> dict[str, float]:
         """The champion re-scored on this run's held-out notes."""
@@ -197,6 +330,34 @@ class _ClassifierJob:
         probs = champion.predict_proba(holdout["text"].tolist())
         metrics = classification_metrics(holdout["non_compliant"], np.asarray(probs))
         return {f"eval_{k}": v for k, v in metrics.items()}
+
+    def document(
+        self, fit: ComplianceFit, version: str, run_id: str, metrics: dict[str, float]
+    ) -> None:
+        from models.reporting.compliance_card import log_compliance_card
+
+        log_compliance_card(
+            model_name=self.cfg.mlflow.models.compliance,
+            version=version,
+            run_id=run_id,
+            fit=fit,
+            notes=self.notes,
+            metrics=metrics,
+            candidates=CANDIDATES,
+        )
+
+
+def _summary(val_metrics: dict[str, dict[str, float]]) -> str:
+    return ", ".join(
+        f"{n} loss {m['loss']:.4f} acc {m['accuracy']:.4f}" for n, m in val_metrics.items()
+    )
+
+
+def _log_candidates(table: pd.DataFrame) -> None:
+    with tempfile.TemporaryDirectory() as workdir:
+        path = Path(workdir) / "candidates.csv"
+        table.to_csv(path, index=False)
+        mlflow.log_artifact(str(path))
 
 
 def _log_epoch(stats: Any) -> None:

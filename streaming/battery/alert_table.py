@@ -18,7 +18,7 @@ import pyarrow as pa
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from core.lake import on_commit_conflict, sql_string
+from core.lake import filter_expression, on_commit_conflict, sql_string
 from streaming.battery.alerts import (
     ALERT_COLUMNS,
     INSERT,
@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 _ARROW = to_arrow_schema(ALERT_SCHEMA, timezone="UTC")
 _SOURCE = pa.schema([*_ARROW, pa.field("_op", pa.string())])
+# Ids a micro-batch's lookup puts in a SQL `IN (...)` at most; beyond, a pyarrow scan with
+# the ids as a set: delta-rs overflows its stack (SIGSEGV, the driver dies) on an IN list of
+# ~100k strings, which the first micro-batch of a large fleet's backlog holds.
+SQL_IN_LIMIT = 1_000
 
 
 class AlertTable:
@@ -68,22 +72,38 @@ class AlertTable:
         from deltalake import QueryBuilder
 
         query = QueryBuilder().register("alerts", self._fresh())
-        found = pa.table(query.execute(f"SELECT * FROM alerts WHERE {where}").read_all())
+        return self._frame(
+            pa.table(query.execute(f"SELECT * FROM alerts WHERE {where}").read_all())
+        )
+
+    def _frame(self, found: pa.Table) -> pd.DataFrame:
         # delta-rs answers with string views; the alert schema's plain strings convert to
         # pandas everywhere.
-        found = found.select(self._arrow.names).cast(self._arrow)
-        return found.to_pandas(date_as_object=True)
+        return found.select(self._arrow.names).cast(self._arrow).to_pandas(date_as_object=True)
 
     def relevant(self, battery_ids: list[str], car_ids: list[str]) -> pd.DataFrame:
         """What a micro-batch's plan needs: alerts of these batteries, open alerts of these cars."""
+        if not battery_ids and not car_ids:
+            return pd.DataFrame(columns=ALERT_COLUMNS)
+        if len(battery_ids) + len(car_ids) > SQL_IN_LIMIT:
+            return self._scan(battery_ids, car_ids)
         wanted = []
         if battery_ids:
             wanted.append(f"battery_id IN ({sql_strings(battery_ids)})")
         if car_ids:
             wanted.append(f"(car_id IN ({sql_strings(car_ids)}) AND status = 'open')")
-        if not wanted:
-            return pd.DataFrame(columns=ALERT_COLUMNS)
         return self.rows(" OR ".join(wanted))
+
+    def _scan(self, battery_ids: list[str], car_ids: list[str]) -> pd.DataFrame:
+        """`relevant` as a pyarrow scan with the ids as sets (no SQL text of every id)."""
+        groups = []
+        if battery_ids:
+            groups.append([("battery_id", "in", battery_ids)])
+        if car_ids:
+            groups.append([("car_id", "in", car_ids), ("status", "=", "open")])
+        table = self._fresh()
+        dataset = table.to_pyarrow_dataset()
+        return self._frame(dataset.to_table(filter=filter_expression(table, groups)))
 
     def merge(self, changes: AlertChanges, app_id: str, batch_id: int) -> dict:
         """Commit a plan's rows in one keyed MERGE recorded as (app_id, batch_id)."""
@@ -115,15 +135,32 @@ class AlertTable:
         """Record that these openings reached the alerts topic; returns rows changed."""
         if not alert_ids:
             return 0
-        quoted = sql_strings(alert_ids)
+        # A keyed MERGE with the ids as its source, not an `alert_id IN (...)` predicate:
+        # delta-rs overflows its stack (SIGSEGV, the driver dies) on an IN list of ~100k ids,
+        # which one micro-batch of a notes backlog opens.
+        stamp = self._arrow.field("published_at").type
+        source = pa.table(
+            {
+                "alert_id": pa.array(list(dict.fromkeys(alert_ids)), pa.string()),
+                "published_at": pa.array([at] * len(set(alert_ids)), stamp),
+            }
+        )
 
         @on_commit_conflict
         def update() -> int:
-            result = self._fresh().update(
-                predicate=f"alert_id IN ({quoted}) AND published_at IS NULL",
-                new_values={"published_at": at},
+            result = (
+                self._fresh()
+                .merge(
+                    source,
+                    "t.alert_id = s.alert_id AND t.published_at IS NULL",
+                    source_alias="s",
+                    target_alias="t",
+                    streamed_exec=False,
+                )
+                .when_matched_update({"published_at": "s.published_at"})
+                .execute()
             )
-            return int(result.get("num_updated_rows", 0))
+            return int(result.get("num_target_rows_updated", 0))
 
         return update()
 

@@ -27,7 +27,7 @@ from pyspark.sql.streaming import StreamingQuery
 from core.config import PitstopConfig
 from core.lake import on_commit_conflict
 from streaming import tables
-from streaming.battery.alert_table import AlertTable, sql_strings, utc_now
+from streaming.battery.alert_table import AlertTable, utc_now
 from streaming.battery.publisher import (
     compliance_message,
     publish_openings,
@@ -154,11 +154,11 @@ def _insert_alerts(job: NotesJob, spark: SparkSession, notes: DataFrame, batch_i
         job.paths[tables.COMPLIANCE_ALERTS], alerts, app_id, batch_id
     )
     if job.cfg.stream.publish_alerts and not alerts.empty:
-        # This batch's openings, or a replayed batch's that a crash left unsent.
-        ids = sql_strings(sorted(alerts["alert_id"]))
-        pending = job.alerts.rows(
-            f"alert_id IN ({ids}) AND status = 'open' AND published_at IS NULL"
-        )
+        # This batch's openings, or a replayed batch's that a crash left unsent. Filtered
+        # here, not by an `alert_id IN (...)` query: delta-rs overflows its stack (SIGSEGV)
+        # on the ~100k ids one micro-batch of a notes backlog opens.
+        unsent = job.alerts.unpublished()
+        pending = unsent[unsent["alert_id"].isin(alerts["alert_id"])].reset_index(drop=True)
         publish_openings(job.cfg, pending, job.alerts, compliance_message)
     return inserted
 

@@ -5,6 +5,7 @@ alerts."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from pyspark.sql import types as T
@@ -50,5 +51,31 @@ def test_an_older_compliance_table_is_upgraded_in_place(spark, tmp_path):
     assert closed.at[acked, "close_reason"] == "acknowledged by O'Brien: replaced"
     # A second start changes nothing more.
     version = spark.sql(f"DESCRIBE HISTORY delta.`{location}`").first().version
+    tables.ensure_tables(spark, cfg)
+    assert spark.sql(f"DESCRIBE HISTORY delta.`{location}`").first().version == version
+
+
+def test_a_table_whose_creation_was_killed_is_created_afresh(spark, tmp_path):
+    """A job SIGKILLed while creating `telemetry` leaves a `_delta_log` with no commit in it
+    (only `_staged_commits/`): the next start creates the table instead of failing forever."""
+    cfg = make_test_config(tmp_path)
+    location = cfg.storage.table(tables.TELEMETRY)
+    log_dir = Path(location) / "_delta_log"
+    (log_dir / "_staged_commits").mkdir(parents=True)
+    (log_dir / ".00000000000000000000.json.crc.tmp").write_text("")
+
+    tables.ensure_tables(spark, cfg)
+    created = spark.read.format("delta").load(location)
+    assert created.columns == tables.TELEMETRY_SCHEMA.fieldNames()
+    assert created.count() == 0
+
+
+def test_a_table_with_commits_is_never_cleared(spark, tmp_path):
+    """Only a log without any commit is taken for an aborted creation."""
+    cfg = make_test_config(tmp_path)
+    tables.ensure_tables(spark, cfg)
+    location = cfg.storage.table(tables.TELEMETRY)
+    version = spark.sql(f"DESCRIBE HISTORY delta.`{location}`").first().version
+    (Path(location) / "_delta_log" / "_staged_commits").mkdir(exist_ok=True)
     tables.ensure_tables(spark, cfg)
     assert spark.sql(f"DESCRIBE HISTORY delta.`{location}`").first().version == version

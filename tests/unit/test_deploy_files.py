@@ -307,7 +307,12 @@ def test_bundle_has_name_targets_and_resources() -> None:
     assert bundle["targets"]["dev"].get("default") is True
     assert bundle["targets"]["prod"]["mode"] == "production"
     assert bundle["artifacts"]["pitstop_wheel"]["type"] == "whl"
-    assert set(_bundle_jobs()) == {"pitstop_streaming", "pitstop_retrain", "pitstop_retrain_automl"}
+    assert set(_bundle_jobs()) == {
+        "pitstop_streaming",
+        "pitstop_retrain",
+        "pitstop_retrain_automl",
+        "pitstop_retrain_compliance",
+    }
 
 
 def test_bundle_variables_are_declared_and_defaults_only_where_safe() -> None:
@@ -383,3 +388,19 @@ def test_automl_retraining_is_scheduled_beside_the_lstms() -> None:
         env = _bundle_jobs()[name]["job_clusters"][0]["new_cluster"]["spark_env_vars"]
         # delta-rs reads the telemetry table with the cluster's service principal.
         assert env["AZURE_CLIENT_SECRET"].startswith("{{secrets/")
+
+
+def test_compliance_retraining_is_scheduled_and_names_its_labelled_notes() -> None:
+    job = _bundle_jobs()["pitstop_retrain_compliance"]
+    declared = _bundle_documents()[0]["variables"]
+    assert job["schedule"]["quartz_cron_expression"] == "${var.compliance_retrain_cron}"
+    assert len(declared["compliance_retrain_cron"]["default"].split()) in (6, 7)  # Quartz
+    (task,) = job["tasks"]
+    wheel = task["python_wheel_task"]
+    assert (wheel["package_name"], wheel["entry_point"]) == ("pitstop", "pitstop")
+    params = wheel["parameters"]
+    assert params[params.index("train") : params.index("train") + 2] == ["train", "compliance"]
+    # The lake is remote on Azure: without --data the command would refuse to train.
+    assert params[params.index("--data") + 1].startswith("/Volumes/${var.uc_catalog}/")
+    env = job["job_clusters"][0]["new_cluster"]["spark_env_vars"]
+    assert env["PITSTOP__MLFLOW__MODELS__COMPLIANCE"].endswith(".component_compliance")
