@@ -25,7 +25,8 @@ BUCKETS: tuple[tuple[str, pd.Timedelta], ...] = (
 )
 MAX_BUCKETS = 90
 STATUS_ORDER = ("open", "acknowledged", "replaced", "closed")
-QUANTILE_COLUMN = re.compile(r"^forecast_p(\d{1,2})$")
+# The daily-cycle quantiles the forecast contract stores (`daily_q10`, `daily_q50`, ...).
+QUANTILE_COLUMN = re.compile(r"^daily_q(\d{1,2})$")
 
 
 def _timestamps(values: pd.Series) -> pd.Series:
@@ -145,7 +146,7 @@ def filter_alerts(
 
 
 def quantile_columns(columns: pd.Index | list[str]) -> list[tuple[int, str]]:
-    """(percent, column) of the forecast quantile columns (`forecast_p10`, ...), sorted."""
+    """(percent, column) of the daily forecast quantile columns (`daily_q10`, ...), sorted."""
     found = [(int(m.group(1)), c) for c in columns if (m := QUANTILE_COLUMN.match(str(c)))]
     return sorted(found)
 

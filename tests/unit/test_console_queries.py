@@ -104,10 +104,10 @@ def test_filter_alerts_by_every_field():
 
 
 def test_forecast_band_uses_the_widest_quantiles():
-    columns = ["forecast", "forecast_p50", "forecast_p90", "forecast_p10", "forecast_px"]
+    columns = ["forecast", "daily_q50", "daily_q90", "daily_q10", "daily_qx", "cum_q90"]
     quantiles = queries.quantile_columns(columns)
-    assert quantiles == [(10, "forecast_p10"), (50, "forecast_p50"), (90, "forecast_p90")]
-    row = pd.Series({"forecast_p10": np.array([1.0, 2.0]), "forecast_p90": [3.0, 4.0]})
+    assert quantiles == [(10, "daily_q10"), (50, "daily_q50"), (90, "daily_q90")]
+    row = pd.Series({"daily_q10": np.array([1.0, 2.0]), "daily_q90": [3.0, 4.0]})
     assert queries.forecast_band(row, quantiles) == ("10-90% band", [1.0, 2.0], [3.0, 4.0])
     assert queries.forecast_band(pd.Series({"forecast": [1.0]}), []) == ("", [], [])
 
