@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -27,7 +27,7 @@ from apps.commands import (
 )
 from apps.commands import broker as broker_commands
 from apps.commands import console as console_commands
-from apps.commands.common import err
+from apps.commands.common import err, started_spark
 from core.config import ENV_NAME_VAR
 from core.errors import PitstopError
 
@@ -108,17 +108,35 @@ def main() -> None:
         code = app(standalone_mode=False)
     except (PitstopError, FileNotFoundError) as exc:
         err.print(f"[red]error:[/red] {exc}")
-        sys.exit(1)
+        leave(1)
     except typer.Abort:
         err.print("aborted")
-        sys.exit(130)
+        leave(130)
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        leave(exc.exit_code)
     except Exception as exc:  # click usage errors
         import click
 
         if isinstance(exc, click.ClickException):
             exc.show()
-            sys.exit(exc.exit_code)
+            leave(exc.exit_code)
         raise
-    sys.exit(code if isinstance(code, int) else 0)
+    leave(code if isinstance(code, int) else 0)
+
+
+def leave(code: int) -> NoReturn:
+    """Exit with `code`. After a command that ran Spark in this process, stop the session,
+    flush what was printed and end the process without the interpreter's teardown: native
+    libraries loaded beside Spark (Arrow's thread pools, under delta-rs reads) can abort
+    while they are torn down at exit (delta-io/delta-rs#2184), and a finished replay whose
+    output was complete then exits 134 instead of 0."""
+    spark = started_spark()
+    if spark is None:
+        sys.exit(code)
+    try:
+        spark.stop()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
