@@ -30,6 +30,7 @@ from apps.commands import console as console_commands
 from apps.commands.common import err, started_spark
 from core.config import ENV_NAME_VAR
 from core.errors import PitstopError
+from core.process_exit import exit_without_teardown
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -125,18 +126,14 @@ def main() -> None:
 
 
 def leave(code: int) -> NoReturn:
-    """Exit with `code`. After a command that ran Spark in this process, stop the session,
-    flush what was printed and end the process without the interpreter's teardown: native
-    libraries loaded beside Spark (Arrow's thread pools, under delta-rs reads) can abort
-    while they are torn down at exit (delta-io/delta-rs#2184), and a finished replay whose
-    output was complete then exits 134 instead of 0."""
+    """Exit with `code`. After a command that ran Spark in this process, stop the session
+    and end the process without the interpreter's teardown (`core.process_exit`): the
+    command's output is complete, and a native library aborting at exit would turn it into
+    exit 134."""
     spark = started_spark()
     if spark is None:
         sys.exit(code)
     try:
         spark.stop()
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        logging.shutdown()
-        os._exit(code)
+        exit_without_teardown(code)
