@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -27,9 +27,10 @@ from apps.commands import (
 )
 from apps.commands import broker as broker_commands
 from apps.commands import console as console_commands
-from apps.commands.common import err
+from apps.commands.common import err, started_spark
 from core.config import ENV_NAME_VAR
 from core.errors import PitstopError
+from core.process_exit import exit_without_teardown
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -108,17 +109,31 @@ def main() -> None:
         code = app(standalone_mode=False)
     except (PitstopError, FileNotFoundError) as exc:
         err.print(f"[red]error:[/red] {exc}")
-        sys.exit(1)
+        leave(1)
     except typer.Abort:
         err.print("aborted")
-        sys.exit(130)
+        leave(130)
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        leave(exc.exit_code)
     except Exception as exc:  # click usage errors
         import click
 
         if isinstance(exc, click.ClickException):
             exc.show()
-            sys.exit(exc.exit_code)
+            leave(exc.exit_code)
         raise
-    sys.exit(code if isinstance(code, int) else 0)
+    leave(code if isinstance(code, int) else 0)
+
+
+def leave(code: int) -> NoReturn:
+    """Exit with `code`. After a command that ran Spark in this process, stop the session
+    and end the process without the interpreter's teardown (`core.process_exit`): the
+    command's output is complete, and a native library aborting at exit would turn it into
+    exit 134."""
+    spark = started_spark()
+    if spark is None:
+        sys.exit(code)
+    try:
+        spark.stop()
+    finally:
+        exit_without_teardown(code)

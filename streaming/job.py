@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ if __package__ in (None, ""):  # executed as a file by spark-submit
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.config import ConfigError, PitstopConfig, load_config  # noqa: E402
+from core.process_exit import exit_without_teardown  # noqa: E402
 from streaming.battery.flow import build_job, start_battery_query  # noqa: E402
 from streaming.metrics import start_metrics  # noqa: E402
 from streaming.model_refs import ModelUnavailableError  # noqa: E402
@@ -105,4 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if "DATABRICKS_RUNTIME_VERSION" in os.environ:
+        sys.exit(code)  # the cluster's Python process is not ours to end
+    exit_without_teardown(code)  # spark-submit: run() stopped Spark; see core.process_exit

@@ -37,6 +37,25 @@ def config() -> PitstopConfig:
     return load_config()
 
 
+# The Spark session a command started in this process (replay, score, maintain, monitor).
+_SPARK: list[Any] = []
+
+
+def spark_session(cfg: PitstopConfig, **options: Any) -> Any:
+    """A Spark session in this process, remembered so that `pitstop` can stop it and leave
+    without native teardown once the command is done (`apps.cli.leave`)."""
+    from streaming.session import build_spark_session
+
+    spark = build_spark_session(cfg, **options)
+    _SPARK.append(spark)
+    return spark
+
+
+def started_spark() -> Any | None:
+    """The session `spark_session` started, if a command did."""
+    return _SPARK[-1] if _SPARK else None
+
+
 def quiet_mlflow() -> None:
     """Turn MLflow's download progress bars off: our own output already shows progress."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

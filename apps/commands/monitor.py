@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from apps.commands.common import config, console
+from apps.commands.common import config, console, spark_session
 
 
 def monitor(
@@ -17,10 +17,9 @@ def monitor(
     """Pair stored forecasts with the readings that arrived for their days (forecast_accuracy),
     and check the champion's live accuracy against its holdout (model_health)."""
     from streaming.monitor.flow import run_monitor
-    from streaming.session import build_spark_session
 
     cfg = config()
-    spark = build_spark_session(cfg, app_name="pitstop-monitor")
+    spark = spark_session(cfg, app_name="pitstop-monitor")
     try:
         run_monitor(spark, cfg, once=once)
     finally:

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from apps.commands.alerts import print_alerts
-from apps.commands.common import OutputFormat, config, console
+from apps.commands.common import OutputFormat, config, console, spark_session
 
 
 def stream(
@@ -43,10 +43,11 @@ def replay(
     """Run the streaming pipeline over a recording (file source, availableNow); print alerts."""
     from apps.alerts import query_alerts
     from streaming.replay import run_replay
-    from streaming.session import build_spark_session
 
+    if not path.exists():  # before Spark starts, not half a minute later
+        raise FileNotFoundError(f"{path} does not exist.")
     cfg = config()
-    spark = build_spark_session(cfg)
+    spark = spark_session(cfg)
     rcfg = run_replay(spark, cfg, path, output, model)
     print_alerts(query_alerts(rcfg, "battery", include_closed=closed), "battery", fmt.value)
 
@@ -63,10 +64,9 @@ def score(
     """Score readings as one batch job with the stream's own code (backfills)."""
     from core.lake import count_rows
     from streaming.replay import run_batch_score
-    from streaming.session import build_spark_session
 
     cfg = config()
-    rcfg = run_batch_score(build_spark_session(cfg), cfg, path, output, model)
+    rcfg = run_batch_score(spark_session(cfg), cfg, path, output, model)
     forecasts = count_rows(rcfg, "battery_forecasts")
     console.print(f"{forecasts:,} forecasts written to {rcfg.storage.table('battery_forecasts')}")
 
@@ -79,10 +79,9 @@ def maintain(
 ) -> None:
     """Compact the Delta tables' small files and VACUUM old ones (safe while the stream runs)."""
     from streaming.maintenance import maintain_tables
-    from streaming.session import build_spark_session
 
     cfg = config()
-    spark = build_spark_session(cfg)
+    spark = spark_session(cfg)
     with console.status("Compacting the Delta tables"):
         done = maintain_tables(spark, cfg, vacuum_hours if vacuum else None)
     table = Table("table", "files before", "files after", "vacuumed")
