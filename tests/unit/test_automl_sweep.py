@@ -106,6 +106,20 @@ def test_time_budget_stops_a_slow_candidate_and_skips_the_rest(folds: list) -> N
     assert sweep.best().name == "base"  # an unfinished candidate is never the best
 
 
+def test_a_slow_candidate_spends_only_its_share_of_the_budget(folds: list) -> None:
+    """Two contenders share a 1-second budget: the slow one (0.4 s a fold) stops at its half,
+    and the one after it still runs and is ranked."""
+    candidates = [
+        _candidate("base", 2.0, baseline=True),
+        _candidate("slow", 1.0, delay_s=0.4),
+        _candidate("later", 1.0),
+    ]
+    sweep = run_sweep(candidates, folds, time_budget_s=1.0, metric_threshold=None)
+    assert [r.status for r in sweep.results] == [DONE, STOPPED, DONE]
+    assert sweep.stopped_reason == "all candidates ran; 1 stopped at their share of the time budget"
+    assert sweep.best().name == "later"
+
+
 def test_a_failing_candidate_is_recorded_and_the_sweep_goes_on(folds: list) -> None:
     sweep = run_sweep(
         [_candidate("broken", -1.0), _candidate("fine", 1.0)],
