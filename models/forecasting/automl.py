@@ -41,6 +41,8 @@ PRIMARY_METRIC = "nrmse"
 # Windows forecast between two looks at the clock: bounds how far a slow model (ETS at
 # ~30-60 ms a window) can run past the budget.
 PREDICT_CHUNK = 128
+# Share of a fold's time a candidate's fit may take (`FitRequest.time_budget_s`).
+FIT_SHARE = 0.5
 
 DONE, STOPPED, FAILED, SKIPPED = "done", "stopped: time budget", "failed", "skipped"
 
@@ -175,7 +177,11 @@ def evaluate_candidate(
                 break
             started = time.monotonic()
             remaining = None if deadline is None else max(0.0, deadline - started)
-            fold_budget = None if remaining is None else remaining / (len(folds) - index)
+            # The fit gets part of the fold's time: forecasting the fold's windows and
+            # scoring its period follow (the LSTM bounds its epochs by it; others ignore it).
+            fold_budget = (
+                None if remaining is None else FIT_SHARE * remaining / (len(folds) - index)
+            )
             request = FitRequest(fold.history, time_budget_s=fold_budget, seed=seed)
             if judge is not None:
                 request = replace(
