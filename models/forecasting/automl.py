@@ -14,8 +14,9 @@ Candidates run cheapest first. Exit criteria, as Azure ML's automated ML has the
   on), so one slow family -- ETS scores a window in 30-60 ms, and on a large fleet its
   folds alone outlast a 10-minute budget -- cannot spend the time of the ones after it.
 - metric threshold: once a finished candidate's mean NRMSE is at or below the threshold, no
-  further candidate starts. The cheap baselines always all run first (seconds in total),
-  whatever the criteria, so the leaderboard shows what a trivial rule achieves.
+  further candidate starts. The baselines always all run first, whatever the criteria,
+  so the leaderboard shows what a trivial rule achieves (seconds each; tuning the cycle rule
+  took 86 s on 1,500 batteries).
 A candidate that raises is recorded as failed and the sweep goes on.
 """
 
